@@ -1,0 +1,22 @@
+from .base import TradingAgent, choose_action, masked_distribution
+from .baselines import (
+    BASELINE_AGENTS,
+    BuyAndHoldAgent,
+    MomentumAgent,
+    MovingAverageCrossoverAgent,
+    RandomAgent,
+    make_baseline,
+)
+
+
+__all__ = [
+    "BASELINE_AGENTS",
+    "BuyAndHoldAgent",
+    "MomentumAgent",
+    "MovingAverageCrossoverAgent",
+    "RandomAgent",
+    "TradingAgent",
+    "choose_action",
+    "make_baseline",
+    "masked_distribution",
+]

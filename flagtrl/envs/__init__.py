@@ -1,0 +1,4 @@
+from .trading_env import TradingEnv, TradingState
+
+
+__all__ = ["TradingEnv", "TradingState"]

@@ -1,0 +1,263 @@
+"""The single-asset trading environment: FLAG-Trader's MDP (paper §3) as a `gymnasium.Env`.
+
+State s_t = (market m_t, account b_t). Actions (index: 0 sell, 1 hold, 2 buy):
+
+- `paper` mode (default, the paper's MDP): buy puts all cash into the asset, sell liquidates every share, hold keeps
+  the account; trades execute at the *next* price P_{t+1}. Invalid actions (buy with no cash, sell with no shares) are
+  masked (eq. 8); an invalid action that reaches `step` anyway is executed as hold and reported in `info`.
+- `position` mode (InvestorBench's scoring): the action is the position held from day t to t+1 (long +1 / flat 0 /
+  short -1); the account earns a * (P_{t+1} / P_t - 1) on its value.
+
+Transaction costs (basis points of the traded notional) are charged at execution. The reward is the Sharpe
+difference R_t = SR_t - SR_{t-1} over the episode's pnl (`flagtrl.rewards`). The numeric observation satisfies
+gymnasium's API; the full point-in-time state that LLM agents read (prices up to t, the day's news and filings, the
+account and the recent decisions) is `info["state"]`, a `TradingState` built only from data dated on or before t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from ..actions import ACTION_VALUES, ACTIONS, BUY, HOLD, SELL, TRADING_MODES, action_mask
+from ..data.schema import MarketSeries
+from ..rewards import sharpe_delta_reward
+
+
+@dataclass
+class TradingState:
+    """What an agent may know on date `date`: nothing dated after it.
+
+    Args:
+        asset (`str`), asset_class (`str`), date (`str`): Which asset and which trading day.
+        step (`int`): Steps taken in the episode so far.
+        dates (`list[str]`), prices (`np.ndarray`): The asset's history up to and including `date`.
+        news (`list[str]`), filings (`list[str]`): Text published on `date`.
+        cash (`float`), shares (`float`), account_value (`float`): The account b_t at price P_t.
+        position (`int`): Current position: +1 long, 0 flat, -1 short.
+        past_actions (`list[str]`), past_rewards (`list[float]`), past_values (`list[float]`): The recent decisions,
+            their rewards and the account values after them (newest last).
+        action_mask (`np.ndarray`): 1 for valid actions, in `ACTIONS` order.
+        mode (`str`): `paper` or `position`.
+    """
+
+    asset: str
+    asset_class: str
+    date: str
+    step: int
+    dates: list[str]
+    prices: np.ndarray
+    news: list[str]
+    filings: list[str]
+    cash: float
+    shares: float
+    account_value: float
+    position: int
+    past_actions: list[str] = field(default_factory=list)
+    past_rewards: list[float] = field(default_factory=list)
+    past_values: list[float] = field(default_factory=list)
+    action_mask: np.ndarray = field(default_factory=lambda: np.ones(3, dtype=np.int8))
+    mode: str = "paper"
+
+    @property
+    def price(self) -> float:
+        return float(self.prices[-1])
+
+
+class TradingEnv(gym.Env):
+    """Trade one asset over a date window of a `MarketSeries`.
+
+    Args:
+        series (`MarketSeries`): The asset's point-in-time daily data.
+        window (`tuple[str, str]` or `None`, *optional*): Inclusive date window the episodes are drawn from;
+            the whole series when `None`.
+        episode_length (`int` or `None`, *optional*, defaults to `65`): Steps per episode (the paper's
+            `max_episode_steps`); `None` plays the whole window once.
+        random_start (`bool`, *optional*, defaults to `True`): Draw each episode's first day uniformly from the
+            window (seeded by `reset(seed=...)`); `False` always starts on the window's first day.
+        initial_cash (`float`, *optional*, defaults to `100_000.0`): Starting cash C_0.
+        transaction_cost_bps (`float`, *optional*, defaults to `0.0`): Cost in basis points of the traded notional.
+        mode (`str`, *optional*, defaults to `"paper"`): `paper` (all-in/liquidate MDP) or `position` (long/flat/short).
+        risk_free (`float`, *optional*, defaults to `0.0`): r_f per step in the Sharpe reward, in account currency.
+        price_lookback (`int`, *optional*, defaults to `10`): Past prices in the numeric observation.
+        decision_history (`int`, *optional*, defaults to `10`): Past decisions kept in `TradingState`.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        series: MarketSeries,
+        window: tuple[str, str] | None = None,
+        episode_length: int | None = 65,
+        random_start: bool = True,
+        initial_cash: float = 100_000.0,
+        transaction_cost_bps: float = 0.0,
+        mode: str = "paper",
+        risk_free: float = 0.0,
+        price_lookback: int = 10,
+        decision_history: int = 10,
+        render_mode: str | None = None,
+    ):
+        if mode not in TRADING_MODES:
+            raise ValueError(f"Unknown trading mode {mode!r}; choose one of {list(TRADING_MODES)}.")
+        if initial_cash <= 0:
+            raise ValueError(f"initial_cash must be positive, got {initial_cash}.")
+        if transaction_cost_bps < 0:
+            raise ValueError(f"transaction_cost_bps must be >= 0, got {transaction_cost_bps}.")
+        self.series = series
+        start, end = window if window is not None else (series.dates[0], series.dates[-1])
+        self.first, self.last = series.window(start, end, min_days=2)
+        window_steps = self.last - self.first
+        if episode_length is not None and episode_length > window_steps:
+            raise ValueError(
+                f"episode_length={episode_length} needs {episode_length + 1} trading days, but the window "
+                f"{start} → {end} of {series.asset} holds {window_steps + 1}."
+            )
+        self.episode_length = episode_length if episode_length is not None else window_steps
+        self.random_start = random_start
+        self.initial_cash = float(initial_cash)
+        self.cost_rate = transaction_cost_bps / 10_000.0
+        self.mode = mode
+        self.risk_free = risk_free
+        self.price_lookback = price_lookback
+        self.decision_history = decision_history
+        self.render_mode = render_mode
+
+        self.action_space = spaces.Discrete(len(ACTIONS))
+        self.observation_space = spaces.Dict(
+            {
+                # Past closes relative to today's (scale-free), oldest first, padded with the first available price.
+                "prices": spaces.Box(0.0, np.inf, shape=(price_lookback,), dtype=np.float64),
+                # Cash share, asset share of the account value, account value relative to the initial cash.
+                "account": spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float64),
+                "action_mask": spaces.MultiBinary(len(ACTIONS)),
+            }
+        )
+        self._t = self.first
+
+    # --- gymnasium API -------------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        latest_start = self.last - self.episode_length
+        if "start_date" in options:
+            self.start = self.series.index_of(options["start_date"], "left")
+            if not self.first <= self.start <= latest_start:
+                raise ValueError(
+                    f"start_date {options['start_date']} leaves no room for {self.episode_length} steps in the window "
+                    f"{self.series.dates[self.first]} → {self.series.dates[self.last]}."
+                )
+        elif self.random_start:
+            self.start = int(self.np_random.integers(self.first, latest_start + 1))
+        else:
+            self.start = self.first
+        self._t = self.start
+        self.cash, self.shares, self.position = self.initial_cash, 0.0, 0
+        self.account_value = self.initial_cash
+        self.pnl: list[float] = []
+        self.past_actions: list[str] = []
+        self.past_rewards: list[float] = []
+        self.past_values: list[float] = []
+        return self._observation(), self._info()
+
+    def step(self, action):
+        action = int(action)
+        if not self.action_space.contains(action):
+            raise ValueError(f"Action {action} is outside the action space {{0: sell, 1: hold, 2: buy}}.")
+        mask = self._mask()
+        invalid = not mask[action]
+        executed = HOLD if invalid else action
+        price_now, price_next = self.series.close[self._t], self.series.close[self._t + 1]
+        value_before = self.account_value
+        if self.mode == "paper":
+            self._execute_paper(executed, price_next)
+        else:
+            self._execute_position(executed, price_now, price_next)
+        self._t += 1
+        self.account_value = self.cash + self.shares * price_next
+        self.pnl.append(self.account_value - value_before)
+        reward = sharpe_delta_reward(self.pnl, self.risk_free)
+
+        self.past_actions.append(ACTIONS[executed])
+        self.past_rewards.append(reward)
+        self.past_values.append(self.account_value)
+        truncated = self._t - self.start >= self.episode_length
+        terminated = self.account_value <= 0  # only reachable by a short position in `position` mode
+        info = self._info()
+        info.update(invalid_action=invalid, executed_action=ACTIONS[executed], pnl=self.pnl[-1])
+        return self._observation(), reward, bool(terminated), bool(truncated), info
+
+    def render(self):
+        if self.render_mode == "ansi":
+            return (
+                f"{self.series.asset} {self.series.dates[self._t]} price={self.series.close[self._t]:.2f} "
+                f"cash={self.cash:.2f} shares={self.shares:.4f} value={self.account_value:.2f}"
+            )
+        return None
+
+    # --- the MDP -----------------------------------------------------------------------------------------------
+    def _execute_paper(self, action: int, price_next: float) -> None:
+        if action == BUY:
+            self.shares += self.cash * (1.0 - self.cost_rate) / price_next
+            self.cash = 0.0
+            self.position = 1
+        elif action == SELL:
+            self.cash += self.shares * price_next * (1.0 - self.cost_rate)
+            self.shares = 0.0
+            self.position = 0
+
+    def _execute_position(self, action: int, price_now: float, price_next: float) -> None:
+        # The position is set at today's close and held to the next one (InvestorBench's a_i * ln(p_{i+1} / p_i)).
+        target = ACTION_VALUES[action]
+        value = self.cash + self.shares * price_now
+        value -= abs(target - self.position) * value * self.cost_rate
+        self.shares = target * value / price_now
+        self.cash = value - self.shares * price_now
+        self.position = target
+
+    # --- observations ----------------------------------------------------------------------------------------
+    def _mask(self) -> np.ndarray:
+        return action_mask(self.cash, self.shares, self.mode)
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        history = self.series.close[max(0, self._t - self.price_lookback + 1) : self._t + 1]
+        padded = np.concatenate([np.full(self.price_lookback - len(history), history[0]), history])
+        value = self.account_value
+        return {
+            "prices": (padded / self.series.close[self._t]).astype(np.float64),
+            "account": np.array(
+                [self.cash / value if value else 0.0, 1.0 - self.cash / value if value else 0.0, value / self.initial_cash],
+                dtype=np.float64,
+            ),
+            "action_mask": self._mask(),
+        }
+
+    def state(self) -> TradingState:
+        """The point-in-time `TradingState` of the current day (built from data up to today only)."""
+        t, s, k = self._t, self.series, self.decision_history
+        return TradingState(
+            asset=s.asset,
+            asset_class=s.asset_class,
+            date=s.dates[t],
+            step=t - self.start,
+            dates=s.dates[: t + 1],
+            prices=s.close[: t + 1],
+            news=list(s.news[t]),
+            filings=list(s.filings[t]),
+            cash=self.cash,
+            shares=self.shares,
+            account_value=self.account_value,
+            position=self.position,
+            past_actions=self.past_actions[-k:],
+            past_rewards=self.past_rewards[-k:],
+            past_values=self.past_values[-k:],
+            action_mask=self._mask(),
+            mode=self.mode,
+        )
+
+    def _info(self) -> dict:
+        return {"date": self.series.dates[self._t], "action_mask": self._mask(), "state": self.state()}

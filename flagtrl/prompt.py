@@ -1,0 +1,247 @@
+"""lang(s_t): the paper's prompt (Figure 3) built from a `TradingState` with the tokenizer's chat template.
+
+Four parts: (1) the task, (2) the legible actions, (3) the state as JSON (recent prices and the day's news and filings;
+the account status; the previous decisions), (4) the output format. The prompt is kept in two token segments:
+
+- the *market prefix*: task, actions and market JSON; it depends only on (asset, date), so the frozen layers' work on
+  it can be cached and shared by every episode that meets that date;
+- the *account suffix*: account JSON, previous decisions, the output format and the assistant turn's opening.
+
+Both segments are tokenised separately and concatenated, so the prefix's tokens are identical for every episode on a
+date. A hard token budget is enforced by dropping news, then filings, then shortening the price history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from .actions import ACTIONS
+from .envs.trading_env import TradingState
+
+
+PROMPT_VERSION = "flag-v1"
+ACCOUNT_MARKER = "Account state:"
+_SENTIMENT_TAG = "(Sentiment:"
+
+TASK_DESCRIPTION = (
+    "You are a professional trader managing a single-asset account. Each trading day you decide one action for "
+    "{asset} ({asset_class}). Your goal is to maximise the long-term return of the account while managing risk "
+    "(the reward is the change of the account's Sharpe ratio)."
+)
+ACTIONS_DESCRIPTION = {
+    "paper": (
+        "Actions: buy = invest all cash in {asset} at the next price; sell = sell all shares of {asset} at the next "
+        "price; hold = keep the account as it is."
+    ),
+    "position": (
+        "Actions: buy = be long {asset} until the next trading day; sell = be short {asset} until the next trading "
+        "day; hold = stay flat (no position) until the next trading day."
+    ),
+}
+OUTPUT_FORMAT = 'Answer with one JSON object and nothing else, one of: {"action": "buy"}, {"action": "sell"}, {"action": "hold"}.'
+
+
+@dataclass
+class PromptConfig:
+    """How lang(s_t) is built.
+
+    Args:
+        price_history_days (`int`, *optional*, defaults to `10`): Closing prices shown, the newest last.
+        max_news_items (`int`, *optional*, defaults to `3`): News items kept per day (non-neutral sentiment first).
+        max_news_chars (`int`, *optional*, defaults to `300`): Each news item is cut to this length (at a word).
+        include_filings (`bool`, *optional*, defaults to `True`): Show the day's 10-K / 10-Q summaries.
+        max_filing_chars (`int`, *optional*, defaults to `400`): Each filing summary is cut to this length.
+        decision_history (`int`, *optional*, defaults to `10`): Previous actions, rewards and net values shown.
+        max_prompt_tokens (`int`, *optional*, defaults to `512`): Hard budget of the whole prompt in tokens.
+        account_tokens (`int`, *optional*, defaults to `192`): Tokens reserved for the account suffix; the market
+            prefix gets the rest, so that its content never depends on the episode.
+    """
+
+    price_history_days: int = 10
+    max_news_items: int = 3
+    max_news_chars: int = 300
+    include_filings: bool = True
+    max_filing_chars: int = 400
+    decision_history: int = 10
+    max_prompt_tokens: int = 512
+    account_tokens: int = 192
+
+    def fingerprint(self) -> str:
+        """Short hash of the prompt version and settings (part of cache keys and of saved adapters' config)."""
+        payload = json.dumps({"version": PROMPT_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def truncate_text(text: str, max_chars: int) -> str:
+    """Cut `text` to at most `max_chars` characters at a word boundary, keeping a trailing "(Sentiment: ...)" tag."""
+    text = " ".join(text.split())
+    if len(text) <= max_chars:
+        return text
+    tag = ""
+    if _SENTIMENT_TAG in text:
+        body, _, rest = text.rpartition(_SENTIMENT_TAG)
+        text, tag = body.rstrip(), f" {_SENTIMENT_TAG}{rest}"
+    room = max(0, max_chars - len(tag) - 4)
+    cut = text[:room].rsplit(" ", 1)[0] if " " in text[:room] else text[:room]
+    return f"{cut} ...{tag}"
+
+
+def select_news(news: list[str], max_items: int, max_chars: int) -> list[str]:
+    """Keep at most `max_items` items: those with a positive/negative sentiment tag first, then the rest, in order."""
+
+    def neutral(item: str) -> bool:
+        return "sentiment: neutral" in item.lower() or _SENTIMENT_TAG.lower() not in item.lower()
+
+    ordered = [n for n in news if not neutral(n)] + [n for n in news if neutral(n)]
+    return [truncate_text(n, max_chars) for n in ordered[:max_items]]
+
+
+def market_data(state: TradingState, config: PromptConfig, price_days: int, news_items: int, filings: bool) -> dict:
+    """The market part of the state as a JSON-able dict (depends only on asset and date)."""
+    dates, prices = state.dates[-price_days:], state.prices[-price_days:]
+    data = {
+        "asset": state.asset,
+        "date": state.date,
+        "recent_prices": {d: round(float(p), 4) for d, p in zip(dates, prices)},
+    }
+    if news_items and state.news:
+        data["news"] = select_news(state.news, news_items, config.max_news_chars)
+    if filings and state.filings:
+        data["filings"] = [truncate_text(f, config.max_filing_chars) for f in state.filings]
+    return data
+
+
+def account_data(state: TradingState, config: PromptConfig) -> dict:
+    """The account part of the state: balances and the previous decision metrics (depends on the episode)."""
+    k = config.decision_history
+    return {
+        "cash_balance": round(state.cash, 2),
+        "asset_position": round(state.shares, 6),
+        "total_account_value": round(state.account_value, 2),
+        "previous_actions": state.past_actions[-k:],
+        "previous_rewards": [round(r, 4) for r in state.past_rewards[-k:]],
+        "previous_net_values": [round(v, 2) for v in state.past_values[-k:]],
+        "valid_actions": [a for a, ok in zip(ACTIONS, state.action_mask) if ok],
+    }
+
+
+def build_messages(state: TradingState, config: PromptConfig, market: dict | None = None) -> list[dict[str, str]]:
+    """Chat messages of lang(s_t): a system turn (task, actions) and a user turn (state JSON, output format)."""
+    if market is None:
+        market = market_data(state, config, config.price_history_days, config.max_news_items, config.include_filings)
+    system = "\n".join(
+        [
+            TASK_DESCRIPTION.format(asset=state.asset, asset_class=state.asset_class),
+            ACTIONS_DESCRIPTION[state.mode].format(asset=state.asset),
+        ]
+    )
+    user = (
+        f"Market state:\n{json.dumps(market, ensure_ascii=False)}\n\n"
+        f"{ACCOUNT_MARKER}\n{json.dumps(account_data(state, config))}\n\n{OUTPUT_FORMAT}"
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+@dataclass
+class EncodedPrompt:
+    """A tokenised prompt in its two segments.
+
+    Args:
+        market_ids (`list[int]`): Tokens of the market prefix (identical for every episode on `market_key`).
+        account_ids (`list[int]`): Tokens of the account suffix, ending with the assistant turn's opening.
+        market_key (`tuple[str, str, str]`): (asset, date, prompt fingerprint): the cache key of the prefix.
+    """
+
+    market_ids: list[int]
+    account_ids: list[int]
+    market_key: tuple[str, str, str]
+
+    @property
+    def input_ids(self) -> list[int]:
+        return self.market_ids + self.account_ids
+
+    def __len__(self) -> int:
+        return len(self.market_ids) + len(self.account_ids)
+
+
+class PromptBuilder:
+    """Render and tokenise lang(s_t) under a hard token budget.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): A tokenizer with a chat template.
+        config (`PromptConfig`, *optional*): Prompt settings; defaults to `PromptConfig()`.
+    """
+
+    def __init__(self, tokenizer, config: PromptConfig | None = None):
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ValueError(
+                f"The tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no chat template; "
+                "flagtrl renders lang(s_t) with `apply_chat_template`. Set `tokenizer.chat_template` first."
+            )
+        self.tokenizer = tokenizer
+        self.config = config or PromptConfig()
+        self.fingerprint = self.config.fingerprint()
+        # Tokenised market prefixes by (asset, date): they never change within one builder.
+        self._market_cache: dict[tuple[str, str], list[int]] = {}
+        self.market_cache_size = 4096
+
+    def render(self, state: TradingState, market: dict | None = None) -> tuple[str, str]:
+        """The prompt text split into (market prefix, account suffix)."""
+        text = self.tokenizer.apply_chat_template(
+            build_messages(state, self.config, market), tokenize=False, add_generation_prompt=True
+        )
+        split = text.rfind(ACCOUNT_MARKER)
+        return text[:split], text[split:]
+
+    def _tokenize(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode_market(self, state: TradingState) -> list[int]:
+        """Tokens of the market prefix, shrunk (news, then filings, then price history) to fit its budget.
+
+        Raises:
+            `ValueError`: when even one price and no text do not fit `max_prompt_tokens - account_tokens`.
+        """
+        config = self.config
+        key = (state.asset, state.date)
+        if key in self._market_cache:
+            return self._market_cache[key]
+        budget = config.max_prompt_tokens - config.account_tokens
+        news, filings, days = config.max_news_items, config.include_filings, config.price_history_days
+        while True:
+            market = market_data(state, config, days, news, filings)
+            market_ids = self._tokenize(self.render(state, market)[0])
+            if len(market_ids) <= budget:
+                break
+            if news and state.news:
+                news -= 1
+            elif filings and state.filings:
+                filings = False
+            elif days > 1:
+                days = max(1, days // 2)
+            else:
+                raise ValueError(
+                    f"The market prompt for {state.asset} on {state.date} needs {len(market_ids)} tokens with no news, "
+                    f"no filings and one price; max_prompt_tokens - account_tokens = {budget} is too small."
+                )
+        if len(self._market_cache) >= self.market_cache_size:
+            self._market_cache.pop(next(iter(self._market_cache)))
+        self._market_cache[key] = market_ids
+        return market_ids
+
+    def encode(self, state: TradingState) -> EncodedPrompt:
+        """Tokenise lang(s_t) within `max_prompt_tokens`.
+
+        Raises:
+            `ValueError`: when the account suffix exceeds its reserved `account_tokens`.
+        """
+        market_ids = self.encode_market(state)
+        account_ids = self._tokenize(self.render(state, {"asset": state.asset, "date": state.date})[1])
+        if len(account_ids) > self.config.account_tokens:
+            raise ValueError(
+                f"The account part of the prompt for {state.asset} on {state.date} needs {len(account_ids)} tokens, "
+                f"more than account_tokens={self.config.account_tokens}; raise it or lower decision_history."
+            )
+        return EncodedPrompt(market_ids, account_ids, (state.asset, state.date, self.fingerprint))
