@@ -27,7 +27,7 @@ from ..data.schema import MarketSeries
 from ..rewards import sharpe_delta_reward
 
 
-@dataclass
+@dataclass(eq=False)
 class TradingState:
     """What an agent may know on date `date`: nothing dated after it.
 
@@ -65,6 +65,15 @@ class TradingState:
     @property
     def price(self) -> float:
         return float(self.prices[-1])
+
+    def __eq__(self, other) -> bool:
+        # Field-wise, with numpy arrays compared by value (gymnasium's determinism check compares `info`).
+        if not isinstance(other, TradingState):
+            return NotImplemented
+        return all(
+            np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+            for a, b in zip(vars(self).values(), vars(other).values())
+        )
 
 
 class TradingEnv(gym.Env):
@@ -133,6 +142,7 @@ class TradingEnv(gym.Env):
                 # Past closes relative to today's (scale-free), oldest first, padded with the first available price.
                 "prices": spaces.Box(0.0, np.inf, shape=(price_lookback,), dtype=np.float64),
                 # Cash share, asset share of the account value, account value relative to the initial cash.
+                # Unbounded: a short position's cash share exceeds 2 when the price rises.
                 "account": spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float64),
                 "action_mask": spaces.MultiBinary(len(ACTIONS)),
             }

@@ -1,0 +1,108 @@
+"""The `flagtrl` console command.
+
+    flagtrl backtest --dataset data/investorbench --asset MSFT --start 2020-10-01 --end 2021-05-05 \
+        --agent buy_and_hold --convention paper --output_json results.json
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser
+
+
+@dataclass
+class BacktestArguments:
+    """Arguments of `flagtrl backtest`.
+
+    Parameters:
+        dataset (`str`): Folder of a prepared market dataset (`datasets/prepare_*.py`).
+        asset (`str`): Ticker to trade, e.g. `MSFT`.
+        start (`str`), end (`str`): Evaluation window, inclusive ISO dates.
+        agent (`str`): A baseline name (`buy_and_hold`, `random`, `ma_crossover`, `momentum`) or
+            `flag:<adapter folder or Hub id>` for a trained FLAG policy.
+        convention (`str`): Metric convention of the printed table (`paper` or `standard`); the JSON has both.
+        mode (`str`): Trading mode: `paper` (all-in buy / liquidate sell) or `position` (long / flat / short).
+        seed (`int`): Seed of the environment and of sampled actions.
+        greedy (`bool`): Take the most likely action instead of sampling.
+        transaction_cost_bps (`float`): Cost of each trade in basis points.
+        initial_cash (`float`): Starting cash.
+        risk_free_rate (`float`): Annual risk-free rate of the `standard` metrics.
+        output_json (`str`, *optional*): Where to write the metrics (both conventions) and the trajectory.
+    """
+
+    dataset: str = field(metadata={"help": "Folder of a prepared market dataset."})
+    asset: str = field(metadata={"help": "Ticker to trade, e.g. MSFT."})
+    start: str = field(metadata={"help": "First day of the evaluation window (YYYY-MM-DD)."})
+    end: str = field(metadata={"help": "Last day of the evaluation window (YYYY-MM-DD)."})
+    agent: str = field(default="buy_and_hold", metadata={"help": "Baseline name or flag:<adapter folder or Hub id>."})
+    convention: str = field(default="paper", metadata={"help": "Metric convention of the table: paper or standard."})
+    mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
+    seed: int = field(default=0, metadata={"help": "Seed of the environment and of sampled actions."})
+    greedy: bool = field(default=True, metadata={"help": "Take the most likely action instead of sampling."})
+    transaction_cost_bps: float = field(default=0.0, metadata={"help": "Cost of each trade in basis points."})
+    initial_cash: float = field(default=100_000.0, metadata={"help": "Starting cash."})
+    risk_free_rate: float = field(default=0.0, metadata={"help": "Annual risk-free rate of the standard metrics."})
+    output_json: str | None = field(default=None, metadata={"help": "Where to write metrics and trajectory (JSON)."})
+
+
+def make_agent(spec: str, seed: int = 0):
+    """Build an agent from a CLI spec: a baseline name, or `flag:<adapter>` for a trained FLAG policy."""
+    from .agents import BASELINE_AGENTS, make_baseline
+
+    if spec.startswith("flag:"):
+        from .agents.flag_agent import FlagAgent
+
+        return FlagAgent.from_pretrained(spec.removeprefix("flag:"))
+    if spec == "random":
+        return make_baseline(spec, seed=seed)
+    if spec in BASELINE_AGENTS:
+        return make_baseline(spec)
+    raise ValueError(f"Unknown agent {spec!r}: use one of {sorted(BASELINE_AGENTS)} or flag:<adapter folder or Hub id>.")
+
+
+def backtest(argv: list[str]) -> int:
+    from .backtest import run_backtest
+    from .data.schema import load_market_dataset, market_series
+    from .metrics import format_metrics_table
+
+    (args,) = HfArgumentParser(BacktestArguments).parse_args_into_dataclasses(args=argv)
+    series = market_series(load_market_dataset(args.dataset), args.asset)
+    agent = make_agent(args.agent, seed=args.seed)
+    result = run_backtest(
+        agent,
+        series,
+        args.start,
+        args.end,
+        seed=args.seed,
+        greedy=args.greedy,
+        mode=args.mode,
+        initial_cash=args.initial_cash,
+        transaction_cost_bps=args.transaction_cost_bps,
+        risk_free_rate=args.risk_free_rate,
+    )
+    title = f"{result.asset} {result.start} → {result.end} ({len(result.trajectory)} trading days, mode={result.mode})"
+    print(title)
+    print(format_metrics_table({result.asset: {result.agent: result.metrics[args.convention]}}, args.convention))
+    if result.invalid_actions:
+        print(f"{result.invalid_actions} masked action(s) were chosen and executed as hold.")
+    if args.output_json:
+        result.to_json(args.output_json)
+        print(f"Wrote {args.output_json}")
+    return 0
+
+
+COMMANDS = {"backtest": backtest}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(f"usage: flagtrl {{{','.join(COMMANDS)}}} [--help]")
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
