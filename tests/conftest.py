@@ -1,0 +1,111 @@
+"""Shared fixtures: a tokenizer and a tiny Llama built offline, and the InvestorBench data when it is there."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INVESTORBENCH_DIR = REPO_ROOT.parent / "shared" / "data" / "investorbench"
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def build_tiny_tokenizer():
+    """A byte-level BPE tokenizer trained in a second on prompt-like text, with a ChatML template and the action words
+    `buy`, `sell`, `hold` as single tokens (as they are in SmolLM2's tokenizer)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    corpus = [
+        "You are a professional trader. Actions: buy sell hold. Market state: recent_prices news filings",
+        'Account state: cash_balance asset_position total_account_value previous_actions {"action": "buy"}',
+        "0123456789 . , : ; { } [ ] \" - (Sentiment: positive) (Sentiment: negative) (Sentiment: neutral)",
+    ] * 20
+    backend.train_from_iterator(corpus, trainer)
+    backend.add_tokens(["buy", "sell", "hold"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        unk_token="<unk>",
+        pad_token="<|endoftext|>",
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_llama(vocab_size: int, num_layers: int = 4, seed: int = 0):
+    """A random LlamaForCausalLM small enough for CPU unit tests (hidden 32, 4 layers)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+    )
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture
+def tiny_llama(tiny_tokenizer):
+    return build_tiny_llama(len(tiny_tokenizer))
+
+
+@pytest.fixture(scope="session")
+def investorbench_dir() -> Path:
+    if not (INVESTORBENCH_DIR / "msft.json").exists():
+        pytest.skip(f"InvestorBench data not found at {INVESTORBENCH_DIR}")
+    return INVESTORBENCH_DIR
+
+
+def load_investorbench_series(directory: Path, asset: str, asset_class: str = "stock"):
+    """A `MarketSeries` straight from an InvestorBench JSON file (tests that need no prepared dataset)."""
+    from flagtrl.data.schema import MarketSeries
+
+    raw = json.loads((directory / f"{asset.lower()}.json").read_text())
+    dates = sorted(raw)
+    return MarketSeries(
+        asset=asset.upper(),
+        asset_class=asset_class,
+        dates=dates,
+        close=[raw[d]["prices"] for d in dates],
+        news=[list(raw[d].get("news") or []) for d in dates],
+        filings=[list(raw[d].get("10k") or []) + list(raw[d].get("10q") or []) for d in dates],
+    )
+
+
+@pytest.fixture(scope="session")
+def msft_series(investorbench_dir):
+    return load_investorbench_series(investorbench_dir, "MSFT")
