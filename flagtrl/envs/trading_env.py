@@ -16,6 +16,7 @@ account and the recent decisions) is `info["state"]`, a `TradingState` built onl
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -240,7 +241,11 @@ class TradingEnv(gym.Env):
         return {
             "prices": (padded / self.series.close[self._t]).astype(np.float64),
             "account": np.array(
-                [self.cash / value if value else 0.0, 1.0 - self.cash / value if value else 0.0, value / self.initial_cash],
+                [
+                    self.cash / value if value else 0.0,
+                    1.0 - self.cash / value if value else 0.0,
+                    value / self.initial_cash,
+                ],
                 dtype=np.float64,
             ),
             "action_mask": self._mask(),
@@ -268,6 +273,32 @@ class TradingEnv(gym.Env):
             action_mask=self._mask(),
             mode=self.mode,
         )
+
+    # --- checkpointing ------------------------------------------------------------------------------------------
+    _DYNAMIC_STATE = (
+        "start",
+        "_t",
+        "cash",
+        "shares",
+        "position",
+        "account_value",
+        "pnl",
+        "past_actions",
+        "past_rewards",
+        "past_values",
+    )
+
+    def get_state(self) -> dict:
+        """The episode's dynamic state and RNG, to checkpoint a rollout mid-episode (the data are not included)."""
+        state = {name: copy.deepcopy(getattr(self, name)) for name in self._DYNAMIC_STATE}
+        state["np_random"] = self.np_random.bit_generator.state
+        return state
+
+    def set_state(self, state: dict) -> None:
+        """Restore what `get_state` returned: the environment continues exactly where it was saved."""
+        for name in self._DYNAMIC_STATE:
+            setattr(self, name, copy.deepcopy(state[name]))
+        self.np_random.bit_generator.state = state["np_random"]
 
     def _info(self) -> dict:
         return {"date": self.series.dates[self._t], "action_mask": self._mask(), "state": self.state()}

@@ -1,0 +1,388 @@
+"""FLAG-Trader's policy network (paper §4.2): a partially fine-tuned causal LM with a policy head and a value head.
+
+    h1 = layers 1..N of the LLM           (frozen, computed without gradients)
+    h2 = layers N+1..N+M and final norm   (trainable, shared by both heads)
+    pi(a|s) = masked_softmax(policy_head(h2[last token]))     V(s) = value_head(h2[last token])
+
+The policy head can start from the LM head's rows for the action tokens, so the initial policy is the LLM's own
+zero-shot preference among sell/hold/buy and "KL to the reference" means staying near the pre-trained model. The
+reference policy is a frozen copy of the initial top layers and head: it reuses the frozen trunk's hidden states, so
+the KL costs only the top layers, never a second full forward.
+
+The trained artefact is an adapter: the trainable layers, the final norm and both heads (plus the reference head) as
+safetensors, with an `adapter_config.json` naming the base model and flagtrl's settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..actions import ACTIONS
+from ..prompt import PROMPT_VERSION, EncodedPrompt
+from ..trainer.ppo_math import masked_log_softmax
+
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+HEAD_INITS = ("lm_head", "random")
+
+
+@dataclass
+class FlagPolicyConfig:
+    """Settings of a `FlagPolicy`, saved in the adapter's `adapter_config.json` under `flagtrl`.
+
+    Args:
+        base_model_name_or_path (`str`): The backbone (Hub id or folder) the adapter sits on.
+        num_trainable_layers (`int`, *optional*, defaults to `2`): M, the trainable top layers.
+        action_tokens (`list[str]`, *optional*, defaults to `["sell", "hold", "buy"]`): One token per action.
+        action_token_ids (`list[int]`, *optional*): Their ids in the tokenizer (filled in by `from_backbone`).
+        policy_head_init (`str`, *optional*, defaults to `"lm_head"`): `lm_head` (LM head rows of the action tokens)
+            or `random` (a fresh linear layer).
+        prompt_version (`str`, *optional*): The prompt the policy was trained with.
+        prompt_config (`dict`, *optional*): The `PromptConfig` it was trained with.
+        base_model_revision (`str`, *optional*): Hub revision of the backbone.
+    """
+
+    base_model_name_or_path: str
+    num_trainable_layers: int = 2
+    action_tokens: list[str] = field(default_factory=lambda: list(ACTIONS))
+    action_token_ids: list[int] = field(default_factory=list)
+    policy_head_init: str = "lm_head"
+    prompt_version: str = PROMPT_VERSION
+    prompt_config: dict = field(default_factory=dict)
+    base_model_revision: str | None = None
+
+
+@dataclass
+class FlagPolicyOutput:
+    """`logits`, `log_probs` (masked), `values` and, when asked, `ref_log_probs` of the reference policy."""
+
+    logits: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    ref_log_probs: torch.Tensor | None = None
+
+
+def action_token_ids(tokenizer, action_tokens: list[str]) -> list[int]:
+    """The single token id of each action word, or a clear error naming the word and its tokenisation."""
+    ids = []
+    for word in action_tokens:
+        tokens = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if len(tokens) != 1:
+            raise ValueError(
+                f"The action {word!r} is {len(tokens)} tokens {tokens} in this tokenizer; the policy head initialised "
+                "from the LM head needs one token per action. Use policy_head_init='random' or other action_tokens."
+            )
+        ids.append(tokens[0])
+    return ids
+
+
+class FlagPolicy(nn.Module):
+    """Actor-critic over a causal LM: frozen lower layers, trainable top layers, policy and value heads.
+
+    Build it with `FlagPolicy.from_backbone(model, tokenizer, num_trainable_layers=...)` or load a trained adapter with
+    `FlagPolicy.from_pretrained(folder_or_repo_id)`.
+    """
+
+    def __init__(self, backbone: nn.Module, config: FlagPolicyConfig, with_reference: bool = True):
+        super().__init__()
+        inner = backbone.model
+        num_layers = len(inner.layers)
+        if not 1 <= config.num_trainable_layers <= num_layers:
+            raise ValueError(f"num_trainable_layers must be in [1, {num_layers}], got {config.num_trainable_layers}.")
+        self.config_flag = config
+        self.backbone = backbone
+        self.num_frozen_layers = num_layers - config.num_trainable_layers
+        hidden = backbone.config.hidden_size
+
+        # Heads and trainable layers keep float32 master weights; the frozen trunk stays in the load dtype.
+        self.policy_head = nn.Linear(hidden, len(config.action_tokens), bias=False)
+        self.value_head = nn.Linear(hidden, 1)
+        if config.policy_head_init == "lm_head":
+            if not config.action_token_ids:
+                raise ValueError("policy_head_init='lm_head' needs action_token_ids.")
+            rows = backbone.get_output_embeddings().weight[config.action_token_ids]
+            self.policy_head.weight.data.copy_(rows.detach().float())
+        elif config.policy_head_init == "random":
+            nn.init.normal_(self.policy_head.weight, std=0.02)
+        else:
+            raise ValueError(f"Unknown policy_head_init {config.policy_head_init!r}; choose one of {HEAD_INITS}.")
+        # A value head that starts at 0 keeps the first advantages equal to the returns (CleanRL's std=1 is for MLPs).
+        nn.init.normal_(self.value_head.weight, std=0.01)
+        nn.init.zeros_(self.value_head.bias)
+
+        for parameter in backbone.parameters():
+            parameter.requires_grad_(False)
+        for module in self.top_modules():
+            module.float()
+            for parameter in module.parameters():
+                parameter.requires_grad_(True)
+        # The reference policy of the KL penalty: a frozen copy of the initial top layers, norm and policy head.
+        self.reference = None
+        if with_reference:
+            self.reference = nn.ModuleDict(
+                {
+                    "layers": copy.deepcopy(self.trainable_layers),
+                    "norm": copy.deepcopy(inner.norm),
+                    "policy_head": copy.deepcopy(self.policy_head),
+                }
+            ).requires_grad_(False)
+
+    # --- structure ---------------------------------------------------------------------------------------------
+    @property
+    def config(self):
+        """The backbone's `PretrainedConfig` (what transformers' Trainer and TRL's model card read)."""
+        return self.backbone.config
+
+    @property
+    def frozen_layers(self) -> nn.ModuleList:
+        return self.backbone.model.layers[: self.num_frozen_layers]
+
+    @property
+    def trainable_layers(self) -> nn.ModuleList:
+        return self.backbone.model.layers[self.num_frozen_layers :]
+
+    def top_modules(self) -> list[nn.Module]:
+        """The modules an adapter holds: trainable layers, final norm, policy head, value head."""
+        return [*self.trainable_layers, self.backbone.model.norm, self.policy_head, self.value_head]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [*self.policy_head.parameters(), *self.value_head.parameters()]
+
+    def llm_parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self.trainable_layers for p in layer.parameters()] + list(
+            self.backbone.model.norm.parameters()
+        )
+
+    @property
+    def top_dtype(self) -> torch.dtype:
+        return self.policy_head.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.policy_head.weight.device
+
+    # --- forward -------------------------------------------------------------------------------------------------
+    def collate(self, prompts: list[EncodedPrompt] | list[list[int]], pad_token_id: int = 0) -> dict[str, torch.Tensor]:
+        """Right-pad token lists into `input_ids` and `attention_mask` on the policy's device."""
+        sequences = [p.input_ids if isinstance(p, EncodedPrompt) else list(p) for p in prompts]
+        width = max(len(s) for s in sequences)
+        input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+            attention_mask[row, : len(sequence)] = 1
+        return {"input_ids": input_ids.to(self.device), "attention_mask": attention_mask.to(self.device)}
+
+    def _attention_inputs(self, hidden: torch.Tensor, attention_mask: torch.Tensor):
+        from transformers.masking_utils import create_causal_mask
+
+        inner = self.backbone.model
+        position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+        causal_mask = create_causal_mask(
+            config=self.backbone.config,
+            inputs_embeds=hidden,
+            attention_mask=attention_mask,
+            past_key_values=None,
+            position_ids=position_ids,
+        )
+        position_embeddings = inner.rotary_emb(hidden, position_ids=position_ids)
+        return causal_mask, position_ids, position_embeddings
+
+    @torch.no_grad()
+    def frozen_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """h1: the hidden states after the frozen layers (no gradients, the load dtype)."""
+        hidden = self.backbone.model.embed_tokens(input_ids)
+        causal_mask, position_ids, position_embeddings = self._attention_inputs(hidden, attention_mask)
+        for layer in self.frozen_layers:
+            hidden = layer(
+                hidden, attention_mask=causal_mask, position_ids=position_ids, position_embeddings=position_embeddings
+            )
+        return hidden
+
+    def _top_forward(self, layers, norm, hidden, attention_mask) -> torch.Tensor:
+        hidden = hidden.to(self.top_dtype)
+        causal_mask, position_ids, position_embeddings = self._attention_inputs(hidden, attention_mask)
+        for layer in layers:
+            hidden = layer(
+                hidden, attention_mask=causal_mask, position_ids=position_ids, position_embeddings=position_embeddings
+            )
+        last = attention_mask.sum(dim=1) - 1  # right padding: the last real token of each row
+        return norm(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+
+    def heads(
+        self,
+        frozen_hidden: torch.Tensor,
+        attention_mask: torch.Tensor,
+        action_mask: torch.Tensor | None = None,
+        with_reference: bool = False,
+    ) -> FlagPolicyOutput:
+        """Trainable top layers and heads on h1 (and the reference policy's log-probs on the same h1)."""
+        if action_mask is None:
+            action_mask = torch.ones(frozen_hidden.shape[0], len(self.config_flag.action_tokens), device=self.device)
+        last_hidden = self._top_forward(self.trainable_layers, self.backbone.model.norm, frozen_hidden, attention_mask)
+        logits = self.policy_head(last_hidden).float()
+        values = self.value_head(last_hidden).float().squeeze(-1)
+        ref_log_probs = None
+        if with_reference:
+            if self.reference is None:
+                raise ValueError("This FlagPolicy was built without a reference policy (with_reference=False).")
+            with torch.no_grad():
+                ref = self.reference
+                ref_hidden = self._top_forward(ref["layers"], ref["norm"], frozen_hidden, attention_mask)
+                ref_log_probs = masked_log_softmax(ref["policy_head"](ref_hidden), action_mask)
+        return FlagPolicyOutput(logits, masked_log_softmax(logits, action_mask), values, ref_log_probs)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        action_mask: torch.Tensor | None = None,
+        with_reference: bool = False,
+    ) -> FlagPolicyOutput:
+        return self.heads(self.frozen_forward(input_ids, attention_mask), attention_mask, action_mask, with_reference)
+
+    @torch.no_grad()
+    def action_probabilities(self, prompts: list[EncodedPrompt], action_masks, pad_token_id: int = 0) -> torch.Tensor:
+        """pi(.|s) for a batch of encoded prompts (inference helper for agents and tests)."""
+        batch = self.collate(prompts, pad_token_id)
+        mask = torch.as_tensor(action_masks, device=self.device)
+        return self(batch["input_ids"], batch["attention_mask"], mask).log_probs.exp()
+
+    # --- building and saving -------------------------------------------------------------------------------------
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: nn.Module,
+        tokenizer,
+        num_trainable_layers: int = 2,
+        policy_head_init: str = "lm_head",
+        action_tokens: list[str] | None = None,
+        base_model_name_or_path: str | None = None,
+        prompt_config: dict | None = None,
+        with_reference: bool = True,
+    ) -> FlagPolicy:
+        """Wrap a loaded causal LM (Llama-like: `model.embed_tokens/layers/norm/rotary_emb`)."""
+        inner = getattr(backbone, "model", None)
+        if inner is None or not all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
+            raise ValueError(
+                f"{type(backbone).__name__} is not a Llama-like causal LM (model.embed_tokens / layers / norm / "
+                "rotary_emb); FlagPolicy supports Llama, Mistral, Qwen2 and similar decoders."
+            )
+        action_tokens = list(action_tokens or ACTIONS)
+        config = FlagPolicyConfig(
+            base_model_name_or_path=base_model_name_or_path or backbone.config.name_or_path,
+            num_trainable_layers=num_trainable_layers,
+            action_tokens=action_tokens,
+            action_token_ids=action_token_ids(tokenizer, action_tokens) if policy_head_init == "lm_head" else [],
+            policy_head_init=policy_head_init,
+            prompt_config=dict(prompt_config or {}),
+        )
+        return cls(backbone, config, with_reference=with_reference)
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """The adapter's tensors: trainable layers, final norm, both heads and the reference head."""
+        state = {}
+        for offset, layer in enumerate(self.trainable_layers):
+            for name, tensor in layer.state_dict().items():
+                state[f"layers.{self.num_frozen_layers + offset}.{name}"] = tensor
+        for prefix, module in (("norm", self.backbone.model.norm), ("policy_head", self.policy_head)):
+            state.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
+        state.update({f"value_head.{k}": v for k, v in self.value_head.state_dict().items()})
+        if self.reference is not None:
+            state.update({f"reference.policy_head.{k}": v for k, v in self.reference["policy_head"].state_dict().items()})
+        return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+    def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        expected = set(self.adapter_state_dict())
+        missing = sorted(expected - set(state) - {k for k in expected if k.startswith("reference.")})
+        unexpected = sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ValueError(f"Adapter does not fit this policy: missing {missing[:5]}, unexpected {unexpected[:5]}.")
+        inner = self.backbone.model
+        for key, tensor in state.items():
+            head, _, rest = key.partition(".")
+            if head == "layers":
+                index, _, name = rest.partition(".")
+                target = inner.layers[int(index)]
+            elif head == "norm":
+                target, name = inner.norm, rest
+            elif head in ("policy_head", "value_head"):
+                target, name = getattr(self, head), rest
+            else:  # reference.policy_head.weight
+                if self.reference is None:
+                    continue
+                target, name = self.reference["policy_head"], rest.partition(".")[2]
+            target.get_parameter(name).data.copy_(tensor)
+        if self.reference is not None and not any(k.startswith("reference.") for k in state):
+            self.reference["policy_head"].load_state_dict(self.policy_head.state_dict())
+
+    def save_pretrained(self, save_directory: str | Path, tokenizer=None) -> None:
+        """Write the adapter (safetensors + `adapter_config.json`, and the tokenizer when given)."""
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        save_file(self.adapter_state_dict(), str(save_directory / ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
+        adapter_config = {
+            "base_model_name_or_path": self.config_flag.base_model_name_or_path,
+            "revision": self.config_flag.base_model_revision,
+            "library_name": "flagtrl",
+            "peft_type": None,  # not a PEFT method: the top layers are trained in full
+            "task_type": "FLAG_ACTOR_CRITIC",
+            "flagtrl": asdict(self.config_flag),
+        }
+        (save_directory / ADAPTER_CONFIG_NAME).write_text(json.dumps(adapter_config, indent=2))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(save_directory)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        adapter_name_or_path: str | Path,
+        backbone: nn.Module | None = None,
+        revision: str | None = None,
+        dtype: torch.dtype | str | None = None,
+        with_reference: bool = True,
+        **backbone_kwargs,
+    ) -> FlagPolicy:
+        """Load a trained adapter (a folder, or a Hub repo id, from the local cache when `HF_HUB_OFFLINE=1`) on its
+        base model (loaded with `flagtrl.models.loading.load_backbone`, or the `backbone` you pass)."""
+        folder = resolve_adapter_folder(adapter_name_or_path, revision)
+        raw = json.loads((folder / ADAPTER_CONFIG_NAME).read_text())
+        config = FlagPolicyConfig(**raw["flagtrl"])
+        if backbone is None:
+            from .loading import load_backbone
+
+            backbone = load_backbone(
+                config.base_model_name_or_path, revision=config.base_model_revision, dtype=dtype, **backbone_kwargs
+            )
+        policy = cls(backbone, config, with_reference=with_reference)
+        policy.load_adapter_state_dict(load_file(str(folder / ADAPTER_WEIGHTS_NAME)))
+        return policy
+
+
+def resolve_adapter_folder(adapter_name_or_path: str | Path, revision: str | None = None) -> Path:
+    """A local adapter folder, or the snapshot of a Hub repo (downloaded, or read from the cache when offline)."""
+    path = Path(adapter_name_or_path)
+    if path.is_dir():
+        if not (path / ADAPTER_CONFIG_NAME).exists():
+            raise FileNotFoundError(f"{path} has no {ADAPTER_CONFIG_NAME}: it is not a flagtrl adapter folder.")
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(adapter_name_or_path), revision=revision))
+    except Exception as error:  # offline without a cached copy, unknown repo, no network
+        raise OSError(
+            f"Could not find the adapter {adapter_name_or_path!r}: it is neither a local folder nor a Hub repo "
+            f"available here ({type(error).__name__}: {error})."
+        ) from error
