@@ -3,8 +3,8 @@
 Four parts: (1) the task, (2) the legible actions, (3) the state as JSON (recent prices and the day's news and filings;
 the account status; the previous decisions), (4) the output format. The prompt is kept in two token segments:
 
-- the *market prefix*: task, actions and market JSON; it depends only on (asset, date), so the frozen layers' work on
-  it can be cached and shared by every episode that meets that date;
+- the *market prefix*: task, actions and market JSON; it depends only on (asset, date) and the trading mode (which
+  words the actions), so the frozen layers' work on it can be cached and shared by every episode that meets that date;
 - the *account suffix*: account JSON, previous decisions, the output format and the assistant turn's opening.
 
 Both segments are tokenised separately and concatenated, so the prefix's tokens are identical for every episode on a
@@ -40,7 +40,9 @@ ACTIONS_DESCRIPTION = {
         "day; hold = stay flat (no position) until the next trading day."
     ),
 }
-OUTPUT_FORMAT = 'Answer with one JSON object and nothing else, one of: {"action": "buy"}, {"action": "sell"}, {"action": "hold"}.'
+OUTPUT_FORMAT = (
+    'Answer with one JSON object and nothing else, one of: {"action": "buy"}, {"action": "sell"}, {"action": "hold"}.'
+)
 
 
 @dataclass
@@ -151,7 +153,8 @@ class EncodedPrompt:
     Args:
         market_ids (`list[int]`): Tokens of the market prefix (identical for every episode on `market_key`).
         account_ids (`list[int]`): Tokens of the account suffix, ending with the assistant turn's opening.
-        market_key (`tuple[str, str, str]`): (asset, date, prompt fingerprint): the cache key of the prefix.
+        market_key (`tuple[str, str, str, str]`): (asset, date, trading mode, prompt fingerprint): the cache key of the
+            prefix (the mode is part of it: the prefix describes the actions, which differ between modes).
     """
 
     market_ids: list[int]
@@ -183,8 +186,8 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.config = config or PromptConfig()
         self.fingerprint = self.config.fingerprint()
-        # Tokenised market prefixes by (asset, date): they never change within one builder.
-        self._market_cache: dict[tuple[str, str], list[int]] = {}
+        # Tokenised market prefixes by (asset, date, mode): they never change within one builder.
+        self._market_cache: dict[tuple[str, str, str], list[int]] = {}
         self.market_cache_size = 4096
 
     def render(self, state: TradingState, market: dict | None = None) -> tuple[str, str]:
@@ -205,7 +208,7 @@ class PromptBuilder:
             `ValueError`: when even one price and no text do not fit `max_prompt_tokens - account_tokens`.
         """
         config = self.config
-        key = (state.asset, state.date)
+        key = (state.asset, state.date, state.mode)
         if key in self._market_cache:
             return self._market_cache[key]
         budget = config.max_prompt_tokens - config.account_tokens
@@ -244,4 +247,4 @@ class PromptBuilder:
                 f"The account part of the prompt for {state.asset} on {state.date} needs {len(account_ids)} tokens, "
                 f"more than account_tokens={self.config.account_tokens}; raise it or lower decision_history."
             )
-        return EncodedPrompt(market_ids, account_ids, (state.asset, state.date, self.fingerprint))
+        return EncodedPrompt(market_ids, account_ids, (state.asset, state.date, state.mode, self.fingerprint))
