@@ -150,3 +150,49 @@ def run_backtest(
         invalid_actions=invalid,
         extra={"actions": list(ACTIONS), "greedy": greedy, "transaction_cost_bps": transaction_cost_bps},
     )
+
+
+def split_windows(dataset, split: str, assets: list[str]) -> dict[str, tuple[str, str]]:
+    """Each asset's date window in a split of a prepared dataset: its first and last date there.
+
+    Raises:
+        `ValueError`: when an asset has no rows in the split (the message names the split and the asset).
+    """
+    if split not in dataset:
+        raise ValueError(f"The dataset has no split {split!r}; it has {list(dataset)}.")
+    rows = dataset[split].select_columns(["asset", "date"])
+    windows: dict[str, list[str]] = {}
+    for asset, date in zip(rows["asset"], rows["date"]):
+        first_last = windows.setdefault(asset, [date, date])
+        first_last[0], first_last[1] = min(first_last[0], date), max(first_last[1], date)
+    missing = [a for a in assets if a not in windows]
+    if missing:
+        raise ValueError(f"Asset(s) {missing} have no rows in the {split!r} split (it holds {sorted(windows)}).")
+    return {asset: (windows[asset][0], windows[asset][1]) for asset in assets}
+
+
+def evaluate_agents(
+    agents: dict[str, TradingAgent],
+    dataset,
+    split: str,
+    assets: list[str],
+    max_days: int | None = None,
+    seed: int = 0,
+    **backtest_kwargs,
+) -> dict[tuple[str, str], BacktestResult]:
+    """Backtest each agent on each asset's window of `split` (its first `max_days` trading days when set)."""
+    from .data.schema import market_series
+
+    windows = split_windows(dataset, split, assets)
+    results = {}
+    for asset in assets:
+        series = market_series(dataset, asset)
+        start, end = windows[asset]
+        if max_days is not None:
+            first, last = series.window(start, end)
+            end = series.dates[min(last, first + max_days - 1)]
+        for name, agent in agents.items():
+            result = run_backtest(agent, series, start, end, seed=seed, **backtest_kwargs)
+            result.agent = name
+            results[(name, asset)] = result
+    return results

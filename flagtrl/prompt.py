@@ -57,8 +57,8 @@ class PromptConfig:
         max_filing_chars (`int`, *optional*, defaults to `400`): Each filing summary is cut to this length.
         decision_history (`int`, *optional*, defaults to `10`): Previous actions, rewards and net values shown.
         max_prompt_tokens (`int`, *optional*, defaults to `512`): Hard budget of the whole prompt in tokens.
-        account_tokens (`int`, *optional*, defaults to `192`): Tokens reserved for the account suffix; the market
-            prefix gets the rest, so that its content never depends on the episode.
+        account_tokens (`int`, *optional*): Tokens reserved for the account suffix (default: 2/5 of the budget, at
+            least 192); the market prefix gets the rest, so that its content never depends on the episode.
     """
 
     price_history_days: int = 10
@@ -68,7 +68,16 @@ class PromptConfig:
     max_filing_chars: int = 400
     decision_history: int = 10
     max_prompt_tokens: int = 512
-    account_tokens: int = 192
+    account_tokens: int | None = None
+
+    def __post_init__(self):
+        if self.account_tokens is None:
+            self.account_tokens = max(192, self.max_prompt_tokens * 2 // 5)
+        if self.account_tokens >= self.max_prompt_tokens:
+            raise ValueError(
+                f"account_tokens={self.account_tokens} leaves no room for the market part in "
+                f"max_prompt_tokens={self.max_prompt_tokens}."
+            )
 
     def fingerprint(self) -> str:
         """Short hash of the prompt version and settings (part of cache keys and of saved adapters' config)."""
@@ -159,7 +168,7 @@ class EncodedPrompt:
 
     market_ids: list[int]
     account_ids: list[int]
-    market_key: tuple[str, str, str]
+    market_key: tuple[str, str, str, str]
 
     @property
     def input_ids(self) -> list[int]:

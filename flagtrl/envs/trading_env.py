@@ -182,16 +182,16 @@ class TradingEnv(gym.Env):
         mask = self._mask()
         invalid = not mask[action]
         executed = HOLD if invalid else action
-        price_now, price_next = self.series.close[self._t], self.series.close[self._t + 1]
+        price_now, price_next = float(self.series.close[self._t]), float(self.series.close[self._t + 1])
         value_before = self.account_value
         if self.mode == "paper":
             self._execute_paper(executed, price_next)
         else:
             self._execute_position(executed, price_now, price_next)
         self._t += 1
-        self.account_value = self.cash + self.shares * price_next
+        self.account_value = float(self.cash + self.shares * price_next)
         self.pnl.append(self.account_value - value_before)
-        reward = sharpe_delta_reward(self.pnl, self.risk_free)
+        reward = float(sharpe_delta_reward(self.pnl, self.risk_free))
 
         self.past_actions.append(ACTIONS[executed])
         self.past_rewards.append(reward)

@@ -173,7 +173,9 @@ class FlagPolicy(nn.Module):
         return self.policy_head.weight.device
 
     # --- forward -------------------------------------------------------------------------------------------------
-    def collate(self, prompts: list[EncodedPrompt] | list[list[int]], pad_token_id: int = 0) -> dict[str, torch.Tensor]:
+    def collate(
+        self, prompts: list[EncodedPrompt] | list[list[int]], pad_token_id: int = 0
+    ) -> dict[str, torch.Tensor]:
         """Right-pad token lists into `input_ids` and `attention_mask` on the policy's device."""
         sequences = [p.input_ids if isinstance(p, EncodedPrompt) else list(p) for p in prompts]
         width = max(len(s) for s in sequences)
@@ -300,7 +302,9 @@ class FlagPolicy(nn.Module):
             state.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
         state.update({f"value_head.{k}": v for k, v in self.value_head.state_dict().items()})
         if self.reference is not None:
-            state.update({f"reference.policy_head.{k}": v for k, v in self.reference["policy_head"].state_dict().items()})
+            state.update(
+                {f"reference.policy_head.{k}": v for k, v in self.reference["policy_head"].state_dict().items()}
+            )
         return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
     def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:

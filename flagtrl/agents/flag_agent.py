@@ -1,0 +1,55 @@
+"""A trained FLAG policy behind the agent protocol: lang(s_t) in, pi(.|s_t) out."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..envs.trading_env import TradingState
+from ..models.flag_policy import FlagPolicy, resolve_adapter_folder
+from ..prompt import PromptBuilder, PromptConfig
+
+
+class FlagAgent:
+    """Wrap a `FlagPolicy` and its tokenizer as a `TradingAgent`.
+
+    Args:
+        policy (`FlagPolicy`): The actor-critic.
+        tokenizer (`PreTrainedTokenizerBase`): The tokenizer it was trained with.
+        prompt_config (`PromptConfig`, *optional*): Defaults to the one saved with the policy.
+        name (`str`, *optional*, defaults to `"flag_trader"`): Name in reports.
+    """
+
+    def __init__(
+        self, policy: FlagPolicy, tokenizer, prompt_config: PromptConfig | None = None, name: str = "flag_trader"
+    ):
+        self.policy = policy
+        self.tokenizer = tokenizer
+        if prompt_config is None:
+            prompt_config = PromptConfig(**policy.config_flag.prompt_config)
+        self.builder = PromptBuilder(tokenizer, prompt_config)
+        self.name = name
+
+    @classmethod
+    def from_pretrained(cls, adapter_name_or_path: str, name: str | None = None, **kwargs) -> FlagAgent:
+        """Load an adapter folder or Hub repo (with the tokenizer saved beside it, else the base model's)."""
+        from transformers import AutoTokenizer
+
+        from ..models.loading import load_tokenizer
+
+        folder = resolve_adapter_folder(adapter_name_or_path)
+        policy = FlagPolicy.from_pretrained(folder, with_reference=False, **kwargs)
+        if (folder / "tokenizer_config.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        else:
+            tokenizer = load_tokenizer(policy.config_flag.base_model_name_or_path)
+        return cls(policy.eval(), tokenizer, name=name or f"flag:{adapter_name_or_path}")
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    @torch.no_grad()
+    def action_distribution(self, state: TradingState) -> np.ndarray:
+        prompt = self.builder.encode(state)
+        probs = self.policy.action_probabilities([prompt], [state.action_mask], self.tokenizer.pad_token_id or 0)
+        return probs[0].double().cpu().numpy()

@@ -1,0 +1,135 @@
+"""Configuration of `FlagPPOTrainer`: FLAG-Trader's PPO (paper Appendix A, Table 3) on TRL's base config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl.trainer.base_config import _BaseConfig
+
+
+@dataclass
+class FlagPPOConfig(_BaseConfig):
+    r"""
+    Configuration class for [`FlagPPOTrainer`].
+
+    One training *step* (`global_step`, what `logging_steps`, `save_steps` and `eval_steps` count) is one PPO
+    iteration: a rollout of `num_envs` x `num_steps` environment steps followed by `update_epochs` of minibatch
+    updates. Defaults are the paper's Table 3 unless listed under "changed defaults".
+
+    Parameters:
+        > Parameters that control the PPO loop
+
+        total_timesteps (`int`, *optional*, defaults to `13860`): Environment steps of the whole run.
+        num_envs (`int`, *optional*, defaults to `1`): Environments stepped together (one batched forward per step).
+        num_steps (`int`, *optional*, defaults to `40`): Steps per environment per rollout.
+        gamma (`float`, *optional*, defaults to `0.95`): Discount.
+        gae_lambda (`float`, *optional*, defaults to `0.98`): GAE lambda.
+        update_epochs (`int`, *optional*, defaults to `1`): Passes over each rollout.
+        minibatch_size (`int`, *optional*, defaults to `32`): Samples per optimizer step (the last may be smaller);
+            split into `gradient_accumulation_steps` micro-batches.
+        norm_adv (`bool`, *optional*, defaults to `True`): Normalise advantages per minibatch.
+        clip_coef (`float`, *optional*, defaults to `0.2`): Ratio clipping of the surrogate (and of the value loss).
+        clip_vloss (`bool`, *optional*, defaults to `True`): Clip the value loss.
+        ent_coef (`float`, *optional*, defaults to `0.05`): Entropy bonus.
+        vf_coef (`float`, *optional*, defaults to `0.5`): Value-loss weight.
+        kl_coef (`float`, *optional*, defaults to `0.05`): Weight of KL(pi || pi_ref) to the reference policy.
+        target_kl (`float`, *optional*): Stop an iteration's epochs early once the approximate KL exceeds it.
+        anneal_lr (`bool`, *optional*, defaults to `True`): Anneal both learning rates linearly to 0.
+        learning_rate (`float`, *optional*, defaults to `5e-4`): eta, learning rate of the policy and value heads.
+        llm_learning_rate (`float`, *optional*, defaults to `5e-5`): beta, learning rate of the trainable LLM layers.
+        max_grad_norm (`float`, *optional*, defaults to `0.5`): Gradient clipping.
+        gradient_accumulation_steps (`int`, *optional*, defaults to `8`): Micro-batches per minibatch.
+
+        > Parameters that control the environment
+
+        dataset_train_split (`str`, *optional*, defaults to `"train"`): Split whose date windows episodes come from.
+        dataset_test_split (`str`, *optional*, defaults to `"test"`): Split of the periodic evaluation.
+        assets (`list[str]`, *optional*): Assets to train on (all of the dataset's when unset); environment i
+            trades `assets[i % len(assets)]`.
+        max_episode_steps (`int`, *optional*, defaults to `65`): Episode length (clamped to the window).
+        trading_mode (`str`, *optional*, defaults to `"paper"`): `paper` or `position`.
+        initial_cash (`float`, *optional*, defaults to `100000.0`): Starting cash of each episode.
+        transaction_cost_bps (`float`, *optional*, defaults to `0.0`): Trading cost in basis points.
+
+        > Parameters that control the policy and the prompt
+
+        num_trainable_layers (`int`, *optional*, defaults to `2`): Top LLM layers trained (the rest frozen).
+        policy_head_init (`str`, *optional*, defaults to `"lm_head"`): `lm_head` or `random`.
+        price_history_days (`int`, *optional*, defaults to `10`): Prices in the prompt.
+        max_news_items (`int`, *optional*, defaults to `3`): News items in the prompt.
+        max_prompt_tokens (`int`, *optional*, defaults to `512`): Hard prompt budget.
+
+        > Parameters that control evaluation
+
+        eval_max_days (`int`, *optional*): Evaluate on at most this many days of each test window (all when unset).
+
+    Changed defaults (vs `TrainingArguments`): `learning_rate=5e-4`, `gradient_accumulation_steps=8`,
+    `max_grad_norm=0.5`, `logging_steps=1`, `gradient_checkpointing=False`, `save_steps=50`, `report_to="none"`.
+    `llm_learning_rate` (beta) is not given in the paper; 5e-5 is our choice.
+    """
+
+    total_timesteps: int = field(default=13860, metadata={"help": "Environment steps of the whole run."})
+    num_envs: int = field(default=1, metadata={"help": "Environments stepped together per rank."})
+    num_steps: int = field(default=40, metadata={"help": "Steps per environment per rollout."})
+    gamma: float = field(default=0.95, metadata={"help": "Discount factor."})
+    gae_lambda: float = field(default=0.98, metadata={"help": "GAE lambda."})
+    update_epochs: int = field(default=1, metadata={"help": "Passes over each rollout."})
+    minibatch_size: int = field(default=32, metadata={"help": "Samples per optimizer step."})
+    norm_adv: bool = field(default=True, metadata={"help": "Normalise advantages per minibatch."})
+    clip_coef: float = field(default=0.2, metadata={"help": "Surrogate (and value) clipping coefficient."})
+    clip_vloss: bool = field(default=True, metadata={"help": "Clip the value loss."})
+    ent_coef: float = field(default=0.05, metadata={"help": "Entropy bonus coefficient."})
+    vf_coef: float = field(default=0.5, metadata={"help": "Value loss coefficient."})
+    kl_coef: float = field(default=0.05, metadata={"help": "Coefficient of KL(pi || pi_ref)."})
+    target_kl: float | None = field(default=None, metadata={"help": "Approximate-KL threshold for early stopping."})
+    anneal_lr: bool = field(default=True, metadata={"help": "Anneal learning rates linearly to 0."})
+    llm_learning_rate: float = field(default=5e-5, metadata={"help": "Learning rate of the trainable LLM layers."})
+
+    dataset_train_split: str = field(default="train", metadata={"help": "Split of the training windows."})
+    dataset_test_split: str = field(default="test", metadata={"help": "Split of the evaluation windows."})
+    assets: list[str] | None = field(default=None, metadata={"help": "Assets to train on (default: all)."})
+    max_episode_steps: int = field(default=65, metadata={"help": "Episode length in trading days."})
+    trading_mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
+    initial_cash: float = field(default=100_000.0, metadata={"help": "Starting cash of each episode."})
+    transaction_cost_bps: float = field(default=0.0, metadata={"help": "Trading cost in basis points."})
+
+    num_trainable_layers: int = field(default=2, metadata={"help": "Top LLM layers to train."})
+    policy_head_init: str = field(default="lm_head", metadata={"help": "Policy head init: lm_head or random."})
+    price_history_days: int = field(default=10, metadata={"help": "Closing prices shown in the prompt."})
+    max_news_items: int = field(default=3, metadata={"help": "News items shown in the prompt."})
+    max_prompt_tokens: int = field(default=512, metadata={"help": "Hard token budget of the prompt."})
+
+    eval_max_days: int | None = field(default=None, metadata={"help": "Cap on the days of each evaluation window."})
+
+    # Changed defaults
+    learning_rate: float = field(default=5e-4, metadata={"help": "Learning rate of the heads (eta)."})
+    gradient_accumulation_steps: int = field(default=8, metadata={"help": "Micro-batches per minibatch."})
+    max_grad_norm: float = field(default=0.5, metadata={"help": "Gradient clipping norm."})
+    logging_steps: float = field(default=1, metadata={"help": "Log every X PPO iterations."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Not used by the PPO loop."})
+    save_steps: float = field(default=50, metadata={"help": "Checkpoint every X PPO iterations."})
+    report_to: str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard..."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.trading_mode not in ("paper", "position"):
+            raise ValueError(f"trading_mode must be paper or position, got {self.trading_mode!r}.")
+        if self.num_envs < 1 or self.num_steps < 1:
+            raise ValueError(f"num_envs and num_steps must be >= 1, got {self.num_envs} and {self.num_steps}.")
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(
+                f"total_timesteps={self.total_timesteps} is less than one rollout "
+                f"(num_envs x num_steps = {self.batch_size})."
+            )
+        if self.minibatch_size < 1:
+            raise ValueError(f"minibatch_size must be >= 1, got {self.minibatch_size}.")
+
+    @property
+    def batch_size(self) -> int:
+        """Samples per rollout and rank: num_envs x num_steps."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_iterations(self) -> int:
+        """PPO iterations of the run (total_timesteps is counted across ranks)."""
+        return max(1, self.total_timesteps // (self.batch_size * max(1, self.world_size)))

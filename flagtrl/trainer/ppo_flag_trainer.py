@@ -1,0 +1,485 @@
+"""`FlagPPOTrainer`: FLAG-Trader's PPO (paper Appendix A) on TRL's trainer base.
+
+TRL 1.16 has no PPO (BRIEF §3), and its last one generated free text against a reward model; FLAG-Trader's policy acts
+in an environment. So the PPO loop lives here, read top to bottom like CleanRL's `ppo.py`, on `trl`'s `_BaseTrainer`:
+`report_to`, logging callbacks and the progress bar, `push_to_hub`, the model card and accelerate (CPU, one GPU, DDP)
+work as in any TRL trainer. One `global_step` is one PPO iteration: a rollout of `num_envs` x `num_steps` environment
+steps, GAE, then `update_epochs` passes of clipped-surrogate minibatch updates with a value loss, an entropy bonus and
+a KL penalty to the reference policy. Checkpoints hold the adapter, the optimizer, the scheduler, every RNG and the
+environments' mid-episode state, so an interrupted run resumed gives the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import DatasetDict
+from transformers.trainer_utils import get_last_checkpoint
+from trl.trainer.base_trainer import _BaseTrainer
+
+from ..agents.baselines import BuyAndHoldAgent
+from ..backtest import evaluate_agents, split_windows
+from ..data.schema import FULL_SPLIT, list_assets, market_series
+from ..envs.trading_env import TradingEnv
+from ..models.flag_policy import FlagPolicy
+from ..prompt import PromptBuilder, PromptConfig
+from .ppo_flag_config import FlagPPOConfig
+from .ppo_math import (
+    categorical_kl,
+    clipped_policy_loss,
+    clipped_value_loss,
+    compute_gae,
+    masked_entropy,
+    normalize_advantages,
+)
+
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME = "optimizer.pt", "scheduler.pt", "trainer_state.json"
+
+
+def rollout_state_name(rank: int) -> str:
+    return f"rollout_state_rank{rank}.pt"
+
+
+class FlagPPOTrainer(_BaseTrainer):
+    """Train a `FlagPolicy` with PPO on market episodes.
+
+    Args:
+        model (`FlagPolicy`): The actor-critic (its reference policy is the KL anchor).
+        args (`FlagPPOConfig`): Training configuration.
+        dataset (`datasets.DatasetDict`): A prepared market dataset (splits `full`, `train`, `test`).
+        processing_class (`PreTrainedTokenizerBase`): The tokenizer, with a chat template.
+        callbacks (`list[TrainerCallback]`, *optional*): Extra callbacks.
+    """
+
+    _tag_names = ["trl", "ppo", "flag-trader", "flagtrl", "trading"]
+    _name = "FLAG-Trader PPO"
+    _paper = {
+        "title": "FLAG-Trader: Fusion LLM-Agent with Gradient-based Reinforcement Learning for Financial Trading",
+        "id": "2502.11433",
+        "citation": (
+            "@inproceedings{xiong2025flagtrader,\n  title={{FLAG-Trader: Fusion LLM-Agent with Gradient-based "
+            "Reinforcement Learning for Financial Trading}},\n  author={Xiong, Guojun and others},\n"
+            "  booktitle={Findings of ACL},\n  year={2025}\n}"
+        ),
+    }
+
+    def __init__(
+        self,
+        model: FlagPolicy,
+        args: FlagPPOConfig,
+        dataset: DatasetDict,
+        processing_class,
+        callbacks=None,
+    ):
+        if not isinstance(model, FlagPolicy):
+            raise TypeError(f"FlagPPOTrainer trains a FlagPolicy, got {type(model).__name__}.")
+        for split in (FULL_SPLIT, args.dataset_train_split):
+            if split not in dataset:
+                raise ValueError(f"The dataset has splits {list(dataset)}; the trainer needs {split!r}.")
+        self.dataset = dataset
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=dataset[args.dataset_train_split],
+            processing_class=processing_class,
+            callbacks=callbacks,
+        )
+        self.prompt_config = PromptConfig(
+            price_history_days=args.price_history_days,
+            max_news_items=args.max_news_items,
+            max_prompt_tokens=args.max_prompt_tokens,
+        )
+        model.config_flag.prompt_config = vars(self.prompt_config).copy()
+        self.builder = PromptBuilder(processing_class, self.prompt_config)
+        self.pad_token_id = processing_class.pad_token_id if processing_class.pad_token_id is not None else 0
+        self.train_assets = [a.upper() for a in (args.assets or list_assets(dataset[args.dataset_train_split]))]
+        self.series = {asset: market_series(dataset, asset) for asset in self.train_assets}
+        self.train_windows = split_windows(dataset, args.dataset_train_split, self.train_assets)
+        self.envs = [self._make_env(i) for i in range(args.num_envs)]
+        self.rank = self.accelerator.process_index
+        self.sampling_generator = torch.Generator().manual_seed(args.seed + 7919 * self.rank)
+        self.next_done = torch.zeros(args.num_envs)
+        self.episode_stats: dict[str, list[float]] = defaultdict(list)
+        self._envs_started = False
+
+    # --- environments --------------------------------------------------------------------------------------------
+    def _make_env(self, index: int) -> TradingEnv:
+        args = self.args
+        asset = self.train_assets[index % len(self.train_assets)]
+        series, window = self.series[asset], self.train_windows[asset]
+        first, last = series.window(*window)
+        length = min(args.max_episode_steps, last - first)
+        if length < args.max_episode_steps:
+            logger.warning(
+                "The %s window of %s (%s → %s) holds %d steps: episodes are %d steps instead of max_episode_steps=%d.",
+                args.dataset_train_split,
+                asset,
+                *window,
+                last - first,
+                length,
+                args.max_episode_steps,
+            )
+        return TradingEnv(
+            series,
+            window=window,
+            episode_length=length,
+            random_start=True,
+            initial_cash=args.initial_cash,
+            transaction_cost_bps=args.transaction_cost_bps,
+            mode=args.trading_mode,
+        )
+
+    def _start_envs(self) -> None:
+        for i, env in enumerate(self.envs):
+            env.reset(seed=self.args.seed + 1000 * self.rank + i)
+        self._envs_started = True
+
+    # --- optimisation --------------------------------------------------------------------------------------------
+    def create_optimizer(self, model=None):
+        """AdamW with two parameter groups: heads at eta (`learning_rate`), LLM layers at beta (`llm_learning_rate`)."""
+        if self.optimizer is None:
+            policy: FlagPolicy = self.model
+            groups = [
+                {"params": policy.head_parameters(), "lr": self.args.learning_rate, "name": "heads"},
+                {"params": policy.llm_parameters(), "lr": self.args.llm_learning_rate, "name": "llm"},
+            ]
+            self.optimizer = torch.optim.AdamW(groups, eps=1e-5, weight_decay=self.args.weight_decay)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """Linear annealing to 0 over the PPO iterations (CleanRL's `anneal_lr`), or constant."""
+        if self.lr_scheduler is None:
+            if self.args.anneal_lr:
+
+                def schedule(done: int) -> float:
+                    return max(0.0, 1.0 - done / num_training_steps)
+
+            else:
+
+                def schedule(done: int) -> float:
+                    return 1.0
+
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, schedule)
+        return self.lr_scheduler
+
+    # --- the loop --------------------------------------------------------------------------------------------------
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        args, accelerator = self.args, self.accelerator
+        policy: FlagPolicy = self.model
+        num_iterations = args.num_iterations
+        self.create_optimizer()
+        self.create_scheduler(num_iterations)
+        self.model_wrapped, self.optimizer = accelerator.prepare(policy, self.optimizer)
+        self.state.max_steps = num_iterations
+        self.state.logging_steps, self.state.save_steps = args.logging_steps, args.save_steps
+        self.state.global_step = 0
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = get_last_checkpoint(args.output_dir)
+            if resume_from_checkpoint is None:
+                logger.warning("No checkpoint in %s: training from scratch.", args.output_dir)
+        if resume_from_checkpoint:
+            self._load_checkpoint(resume_from_checkpoint)
+        elif not self._envs_started:
+            self._start_envs()
+
+        self.control = self.callback_handler.on_train_begin(args, self.state, self.control)
+        start_time, start_step = time.time(), self.state.global_step
+        for iteration in range(self.state.global_step + 1, num_iterations + 1):
+            self.control = self.callback_handler.on_step_begin(args, self.state, self.control)
+            rollout_start = time.time()
+            batch = self._rollout()
+            rollout_time = time.time() - rollout_start
+            stats = self._update(batch)
+            self.lr_scheduler.step()
+            self.state.global_step = iteration
+            self.state.epoch = iteration / num_iterations
+            env_steps = (iteration - start_step) * args.batch_size * accelerator.num_processes
+            stats.update(
+                {
+                    "time/rollout_seconds": rollout_time,
+                    "time/env_steps_per_second": env_steps / (time.time() - start_time),
+                    "env/total_steps": iteration * args.batch_size * accelerator.num_processes,
+                    "lr/heads": self.optimizer.param_groups[0]["lr"],
+                    "lr/llm": self.optimizer.param_groups[1]["lr"],
+                }
+            )
+            stats.update(self._pop_episode_stats())
+            self.control = self.callback_handler.on_step_end(args, self.state, self.control)
+            if self.control.should_log or iteration == num_iterations:
+                self.log(self._reduce(stats))
+            if args.eval_strategy != "no" and args.eval_steps and iteration % int(args.eval_steps) == 0:
+                self.evaluate()
+            if self.control.should_save or (args.save_strategy != "no" and iteration == num_iterations):
+                self._save_rollout_checkpoint()
+                self.control = self.callback_handler.on_save(args, self.state, self.control)
+            if self.control.should_training_stop:
+                break
+        self.control = self.callback_handler.on_train_end(args, self.state, self.control)
+        return self.state
+
+    @torch.no_grad()
+    def _policy_step(self, prompts, masks: torch.Tensor, with_reference: bool):
+        policy: FlagPolicy = self.model
+        batch = policy.collate(prompts, self.pad_token_id)
+        with self.accelerator.autocast():
+            return policy(batch["input_ids"], batch["attention_mask"], masks.to(policy.device), with_reference)
+
+    def _rollout(self) -> dict:
+        """Step the `num_envs` environments `num_steps` times with the current policy (one batched forward per step)."""
+        args = self.args
+        steps, envs = args.num_steps, self.envs
+        num_envs = len(envs)
+        prompts: list = []
+        masks = torch.zeros(steps, num_envs, 3, dtype=torch.bool)
+        actions = torch.zeros(steps, num_envs, dtype=torch.long)
+        log_probs, values = torch.zeros(steps, num_envs), torch.zeros(steps, num_envs)
+        ref_log_probs = torch.zeros(steps, num_envs, 3)
+        rewards, dones = torch.zeros(steps, num_envs), torch.zeros(steps, num_envs)
+        for step in range(steps):
+            states = [env.state() for env in envs]
+            encoded = [self.builder.encode(state) for state in states]
+            masks[step] = torch.as_tensor(np.stack([s.action_mask for s in states])).bool()
+            out = self._policy_step(encoded, masks[step], with_reference=args.kl_coef > 0)
+            probs = out.log_probs.exp().cpu()
+            action = torch.multinomial(probs, 1, generator=self.sampling_generator).squeeze(-1)
+            prompts.append(encoded)
+            dones[step] = self.next_done
+            actions[step] = action
+            log_probs[step] = out.log_probs.cpu().gather(1, action[:, None]).squeeze(1)
+            values[step] = out.values.cpu()
+            if out.ref_log_probs is not None:
+                ref_log_probs[step] = out.ref_log_probs.cpu()
+            for i, env in enumerate(envs):
+                _, reward, terminated, truncated, info = env.step(int(action[i]))
+                rewards[step, i] = reward
+                done = terminated or truncated
+                self.next_done[i] = float(done)
+                if done:
+                    self._record_episode(env, info)
+                    env.reset()
+        next_states = [env.state() for env in envs]
+        next_masks = torch.as_tensor(np.stack([s.action_mask for s in next_states])).bool()
+        next_value = self._policy_step([self.builder.encode(s) for s in next_states], next_masks, False).values.cpu()
+        advantages, returns = compute_gae(
+            rewards, values, dones, next_value, self.next_done, args.gamma, args.gae_lambda
+        )
+        flat = [p for step_prompts in prompts for p in step_prompts]
+        return {
+            "prompts": flat,
+            "masks": masks.reshape(-1, 3),
+            "actions": actions.reshape(-1),
+            "log_probs": log_probs.reshape(-1),
+            "values": values.reshape(-1),
+            "ref_log_probs": ref_log_probs.reshape(-1, 3),
+            "advantages": advantages.reshape(-1),
+            "returns": returns.reshape(-1),
+            "rewards": rewards.reshape(-1),
+        }
+
+    def _record_episode(self, env: TradingEnv, info: dict) -> None:
+        pnl = np.asarray(env.pnl)
+        self.episode_stats["market/episode_return"].append(env.account_value / env.initial_cash - 1.0)
+        self.episode_stats["market/episode_sharpe"].append(
+            float(pnl.mean() / pnl.std(ddof=1)) if len(pnl) > 1 and pnl.std(ddof=1) > 0 else 0.0
+        )
+        self.episode_stats["market/episode_trades"].append(float(sum(a != "hold" for a in env.past_actions)))
+
+    def _pop_episode_stats(self) -> dict[str, float]:
+        stats = {k: float(np.mean(v)) for k, v in self.episode_stats.items() if v}
+        if stats:
+            stats["market/episodes"] = float(len(self.episode_stats["market/episode_return"]))
+        self.episode_stats.clear()
+        return stats
+
+    def _update(self, batch: dict) -> dict[str, float]:
+        """`update_epochs` passes of minibatch PPO updates over one rollout."""
+        args, accelerator = self.args, self.accelerator
+        model, policy = self.model_wrapped, self.model
+        size = len(batch["prompts"])
+        stats: dict[str, list[float]] = defaultdict(list)
+        for _ in range(args.update_epochs):
+            order = torch.randperm(size, generator=self.sampling_generator)
+            for start in range(0, size, args.minibatch_size):
+                minibatch = order[start : start + args.minibatch_size]
+                advantages = batch["advantages"][minibatch]
+                if args.norm_adv:
+                    advantages = normalize_advantages(advantages)
+                micro_batches = minibatch.tensor_split(min(args.gradient_accumulation_steps, len(minibatch)))
+                offsets = np.cumsum([0] + [len(m) for m in micro_batches])
+                for k, micro in enumerate(micro_batches):
+                    last = k == len(micro_batches) - 1
+                    sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
+                    inputs = policy.collate([batch["prompts"][i] for i in micro.tolist()], self.pad_token_id)
+                    with sync, accelerator.autocast():
+                        out = model(
+                            inputs["input_ids"], inputs["attention_mask"], batch["masks"][micro].to(policy.device)
+                        )
+                        new_log_probs = out.log_probs.gather(
+                            1, batch["actions"][micro, None].to(policy.device)
+                        ).squeeze(1)
+                        pg_loss, approx_kl, old_approx_kl, clip_fraction = clipped_policy_loss(
+                            new_log_probs.cpu(),
+                            batch["log_probs"][micro],
+                            advantages[offsets[k] : offsets[k + 1]],
+                            args.clip_coef,
+                        )
+                        v_loss = clipped_value_loss(
+                            out.values.cpu(),
+                            batch["values"][micro],
+                            batch["returns"][micro],
+                            args.clip_coef,
+                            args.clip_vloss,
+                        )
+                        entropy = masked_entropy(out.log_probs).mean().cpu()
+                        kl = categorical_kl(out.log_probs.cpu(), batch["ref_log_probs"][micro]).mean()
+                        loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
+                        if args.kl_coef > 0:
+                            loss = loss + args.kl_coef * kl
+                        accelerator.backward(loss * len(micro) / len(minibatch))
+                    for name, value in (
+                        ("policy/loss", pg_loss),
+                        ("policy/approx_kl", approx_kl),
+                        ("policy/old_approx_kl", old_approx_kl),
+                        ("policy/clipfrac", clip_fraction),
+                        ("value/loss", v_loss),
+                        ("policy/entropy", entropy),
+                        ("objective/kl", kl),
+                        ("objective/loss", loss),
+                    ):
+                        stats[name].append(float(value.detach()))
+                if args.max_grad_norm and args.max_grad_norm > 0:
+                    grad_norm = accelerator.clip_grad_norm_(
+                        [p for p in policy.parameters() if p.requires_grad], args.max_grad_norm
+                    )
+                    stats["policy/grad_norm"].append(float(grad_norm))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            if args.target_kl is not None and np.mean(stats["policy/approx_kl"]) > args.target_kl:
+                break
+        values, returns = batch["values"], batch["returns"]
+        variance = returns.var()
+        explained = float("nan") if variance == 0 else float(1 - (returns - values).var() / variance)
+        result = {name: float(np.mean(v)) for name, v in stats.items()}
+        result.update(
+            {
+                "value/explained_variance": explained,
+                "objective/reward_mean": float(batch["rewards"].mean()),
+                "policy/action_buy_fraction": float((batch["actions"] == 2).float().mean()),
+                "policy/action_sell_fraction": float((batch["actions"] == 0).float().mean()),
+            }
+        )
+        return result
+
+    def _reduce(self, stats: dict[str, float]) -> dict[str, float]:
+        """Mean of each statistic over the ranks (each rank rolled out its own environments)."""
+        if self.accelerator.num_processes == 1:
+            return stats
+        keys = sorted(stats)
+        local = torch.tensor([stats[k] for k in keys], dtype=torch.float64, device=self.accelerator.device)
+        reduced = self.accelerator.reduce(local, reduction="mean")
+        return dict(zip(keys, reduced.tolist()))
+
+    # --- evaluation --------------------------------------------------------------------------------------------
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Greedy backtest of the policy and of buy-and-hold on the test windows of the training assets."""
+        from ..agents.flag_agent import FlagAgent
+
+        metrics: dict[str, float] = {}
+        if self.accelerator.is_main_process and self.args.dataset_test_split in self.dataset:
+            policy: FlagPolicy = self.model
+            was_training = policy.training
+            policy.eval()
+            agent = FlagAgent(policy, self.processing_class, self.prompt_config)
+            results = evaluate_agents(
+                {"flag_trader": agent, "buy_and_hold": BuyAndHoldAgent()},
+                self.dataset,
+                self.args.dataset_test_split,
+                self.train_assets,
+                max_days=self.args.eval_max_days,
+                mode=self.args.trading_mode,
+                transaction_cost_bps=self.args.transaction_cost_bps,
+            )
+            policy.train(was_training)
+            for (agent_name, asset), result in results.items():
+                for convention, values in result.metrics.items():
+                    for key in ("cumulative_return", "sharpe_ratio", "max_drawdown"):
+                        metrics[f"{metric_key_prefix}/{asset}/{agent_name}/{convention}_{key}"] = getattr(values, key)
+            self.log(metrics)
+            self.last_eval_results = results
+        self.accelerator.wait_for_everyone()
+        return metrics
+
+    # --- saving and resuming ---------------------------------------------------------------------------------------
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save the adapter (trainable layers + heads, safetensors) and the tokenizer."""
+        output_dir = output_dir or self.args.output_dir
+        if self.accelerator.is_main_process:
+            self.model.save_pretrained(output_dir, tokenizer=self.processing_class)
+        self.accelerator.wait_for_everyone()
+
+    def _save_rollout_checkpoint(self) -> None:
+        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.accelerator.is_main_process:
+            self.model.save_pretrained(folder, tokenizer=self.processing_class)
+            torch.save(self.optimizer.state_dict(), folder / OPTIMIZER_NAME)
+            torch.save(self.lr_scheduler.state_dict(), folder / SCHEDULER_NAME)
+            self.state.save_to_json(str(folder / TRAINER_STATE_NAME))
+        rollout_state = {
+            "envs": [env.get_state() for env in self.envs],
+            "next_done": self.next_done.clone(),
+            "sampling_generator": self.sampling_generator.get_state(),
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(legacy=False),
+            "python": random.getstate(),
+        }
+        torch.save(rollout_state, folder / rollout_state_name(self.rank))
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process and self.args.save_total_limit:
+            checkpoints = sorted(
+                Path(self.args.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
+            )
+            for stale in checkpoints[: -self.args.save_total_limit]:
+                import shutil
+
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def _load_checkpoint(self, checkpoint: str | os.PathLike) -> None:
+        from safetensors.torch import load_file
+        from transformers import TrainerState
+
+        from ..models.flag_policy import ADAPTER_WEIGHTS_NAME
+
+        folder = Path(checkpoint)
+        rollout_file = folder / rollout_state_name(self.rank)
+        if not rollout_file.exists():
+            raise FileNotFoundError(
+                f"{folder} has no {rollout_file.name}: it is not a complete FlagPPOTrainer checkpoint "
+                f"(was it written with a different number of processes?)."
+            )
+        self.model.load_adapter_state_dict(load_file(str(folder / ADAPTER_WEIGHTS_NAME)))
+        self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_NAME, weights_only=True))
+        self.lr_scheduler.load_state_dict(torch.load(folder / SCHEDULER_NAME, weights_only=True))
+        self.state = TrainerState.load_from_json(str(folder / TRAINER_STATE_NAME))
+        self.state.max_steps = self.args.num_iterations
+        rollout_state = torch.load(rollout_file, weights_only=True)
+        for env, env_state in zip(self.envs, rollout_state["envs"]):
+            env.set_state(env_state)
+        self._envs_started = True
+        self.next_done = rollout_state["next_done"]
+        self.sampling_generator.set_state(rollout_state["sampling_generator"])
+        torch.set_rng_state(rollout_state["torch"])
+        np.random.set_state(rollout_state["numpy"])
+        random.setstate(rollout_state["python"])
+        logger.info("Resumed from %s at PPO iteration %d.", folder, self.state.global_step)
