@@ -348,6 +348,33 @@ class FlagPolicy(nn.Module):
         if tokenizer is not None:
             tokenizer.save_pretrained(save_directory)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        tokenizer=None,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload FLAG-Trader adapter",
+        model_card: str | None = None,
+    ) -> str:
+        """Save the adapter (and a model card) to a temporary folder and upload it to `repo_id`.
+
+        Returns:
+            `str`: the URL of the commit.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, tokenizer=tokenizer)
+            card = model_card or adapter_model_card(self.config_flag, repo_id)
+            (Path(folder) / "README.md").write_text(card)
+            commit = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+        return str(getattr(commit, "commit_url", commit))
+
     @classmethod
     def from_pretrained(
         cls,
@@ -372,6 +399,41 @@ class FlagPolicy(nn.Module):
         policy = cls(backbone, config, with_reference=with_reference)
         policy.load_adapter_state_dict(load_file(str(folder / ADAPTER_WEIGHTS_NAME)))
         return policy
+
+
+def adapter_model_card(config: FlagPolicyConfig, repo_id: str, metrics_table: str | None = None) -> str:
+    """A model card body for a FLAG-Trader adapter: what it is, how to load it, and its evaluation when known."""
+    lines = [
+        "---",
+        f"base_model: {config.base_model_name_or_path}",
+        "library_name: flagtrl",
+        "tags: [flagtrl, flag-trader, ppo, trading, reinforcement-learning]",
+        "---",
+        "",
+        f"# {repo_id.split('/')[-1]}",
+        "",
+        f"A FLAG-Trader policy ([arXiv 2502.11433](https://arxiv.org/abs/2502.11433)) trained with "
+        f"[flagtrl](https://github.com/flagtrl/flagtrl) on top of `{config.base_model_name_or_path}`: "
+        f"the lower layers are the frozen base model, the top {config.num_trainable_layers} layers, the final norm, "
+        f"a policy head over {config.action_tokens} and a value head are this adapter "
+        f"(prompt `{config.prompt_version}`).",
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "from flagtrl.agents.flag_agent import FlagAgent",
+        "from flagtrl.models import FlagPolicy",
+        "",
+        f'policy = FlagPolicy.from_pretrained("{repo_id}")  # loads the base model, then the adapter',
+        f'agent = FlagAgent.from_pretrained("{repo_id}")  # the policy behind the backtest agent protocol',
+        "```",
+        "",
+        f"Backtest: `flagtrl backtest --dataset DIR --asset MSFT --start 2020-10-01 --end 2021-05-05 "
+        f"--agent flag:{repo_id}`",
+    ]
+    if metrics_table:
+        lines += ["", "## Evaluation", "", metrics_table]
+    return "\n".join(lines) + "\n"
 
 
 def resolve_adapter_folder(adapter_name_or_path: str | Path, revision: str | None = None) -> Path:

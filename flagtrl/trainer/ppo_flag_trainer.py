@@ -428,6 +428,27 @@ class FlagPPOTrainer(_BaseTrainer):
             self.model.save_pretrained(output_dir, tokenizer=self.processing_class)
         self.accelerator.wait_for_everyone()
 
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """TRL's model card (base model, training procedure, versions, citation) plus how to load the adapter and the
+        last evaluation's table."""
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if not self.is_world_process_zero():
+            return
+        from ..metrics import format_metrics_table
+        from ..models.flag_policy import adapter_model_card
+
+        table = None
+        results = getattr(self, "last_eval_results", None)
+        if results:
+            by_asset: dict = {}
+            for (agent, asset), result in results.items():
+                by_asset.setdefault(asset, {})[agent] = result.metrics["paper"]
+            table = format_metrics_table(by_asset, "paper")
+        body = adapter_model_card(self.model.config_flag, self.hub_model_id or model_name or "flag-trader", table)
+        readme = Path(self.args.output_dir) / "README.md"
+        flag_section = body.split("---\n", 2)[-1]  # TRL's card keeps its own metadata header
+        readme.write_text(readme.read_text() + "\n" + flag_section)
+
     def _save_rollout_checkpoint(self) -> None:
         folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
