@@ -57,7 +57,7 @@ class PromptConfig:
         max_filing_chars (`int`, *optional*, defaults to `400`): Each filing summary is cut to this length.
         decision_history (`int`, *optional*, defaults to `10`): Previous actions, rewards and net values shown.
         max_prompt_tokens (`int`, *optional*, defaults to `512`): Hard budget of the whole prompt in tokens.
-        account_tokens (`int`, *optional*): Tokens reserved for the account suffix (default: 2/5 of the budget, at
+        account_tokens (`int`, *optional*): Tokens reserved for the account suffix (default: half the budget, at
             least 192); the market prefix gets the rest, so that its content never depends on the episode.
     """
 
@@ -72,7 +72,7 @@ class PromptConfig:
 
     def __post_init__(self):
         if self.account_tokens is None:
-            self.account_tokens = max(192, self.max_prompt_tokens * 2 // 5)
+            self.account_tokens = max(192, self.max_prompt_tokens // 2)
         if self.account_tokens >= self.max_prompt_tokens:
             raise ValueError(
                 f"account_tokens={self.account_tokens} leaves no room for the market part in "
@@ -124,9 +124,9 @@ def market_data(state: TradingState, config: PromptConfig, price_days: int, news
     return data
 
 
-def account_data(state: TradingState, config: PromptConfig) -> dict:
+def account_data(state: TradingState, config: PromptConfig, history: int | None = None) -> dict:
     """The account part of the state: balances and the previous decision metrics (depends on the episode)."""
-    k = config.decision_history
+    k = config.decision_history if history is None else history
     return {
         "cash_balance": round(state.cash, 2),
         "asset_position": round(state.shares, 6),
@@ -138,7 +138,9 @@ def account_data(state: TradingState, config: PromptConfig) -> dict:
     }
 
 
-def build_messages(state: TradingState, config: PromptConfig, market: dict | None = None) -> list[dict[str, str]]:
+def build_messages(
+    state: TradingState, config: PromptConfig, market: dict | None = None, history: int | None = None
+) -> list[dict[str, str]]:
     """Chat messages of lang(s_t): a system turn (task, actions) and a user turn (state JSON, output format)."""
     if market is None:
         market = market_data(state, config, config.price_history_days, config.max_news_items, config.include_filings)
@@ -150,7 +152,7 @@ def build_messages(state: TradingState, config: PromptConfig, market: dict | Non
     )
     user = (
         f"Market state:\n{json.dumps(market, ensure_ascii=False)}\n\n"
-        f"{ACCOUNT_MARKER}\n{json.dumps(account_data(state, config))}\n\n{OUTPUT_FORMAT}"
+        f"{ACCOUNT_MARKER}\n{json.dumps(account_data(state, config, history))}\n\n{OUTPUT_FORMAT}"
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -199,10 +201,10 @@ class PromptBuilder:
         self._market_cache: dict[tuple[str, str, str], list[int]] = {}
         self.market_cache_size = 4096
 
-    def render(self, state: TradingState, market: dict | None = None) -> tuple[str, str]:
+    def render(self, state: TradingState, market: dict | None = None, history: int | None = None) -> tuple[str, str]:
         """The prompt text split into (market prefix, account suffix)."""
         text = self.tokenizer.apply_chat_template(
-            build_messages(state, self.config, market), tokenize=False, add_generation_prompt=True
+            build_messages(state, self.config, market, history), tokenize=False, add_generation_prompt=True
         )
         split = text.rfind(ACCOUNT_MARKER)
         return text[:split], text[split:]
@@ -250,10 +252,16 @@ class PromptBuilder:
             `ValueError`: when the account suffix exceeds its reserved `account_tokens`.
         """
         market_ids = self.encode_market(state)
-        account_ids = self._tokenize(self.render(state, {"asset": state.asset, "date": state.date})[1])
+        # Fewer previous decisions are shown when the account part would overflow its budget (never the balances).
+        stub = {"asset": state.asset, "date": state.date}
+        history = self.config.decision_history
+        account_ids = self._tokenize(self.render(state, stub, history)[1])
+        while len(account_ids) > self.config.account_tokens and history > 0:
+            history = history // 2
+            account_ids = self._tokenize(self.render(state, stub, history)[1])
         if len(account_ids) > self.config.account_tokens:
             raise ValueError(
-                f"The account part of the prompt for {state.asset} on {state.date} needs {len(account_ids)} tokens, "
-                f"more than account_tokens={self.config.account_tokens}; raise it or lower decision_history."
+                f"The account part of the prompt for {state.asset} on {state.date} needs {len(account_ids)} tokens even "
+                f"with no previous decisions, more than account_tokens={self.config.account_tokens}; raise it."
             )
         return EncodedPrompt(market_ids, account_ids, (state.asset, state.date, state.mode, self.fingerprint))

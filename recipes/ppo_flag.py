@@ -1,0 +1,143 @@
+"""Train a FLAG-Trader policy with PPO, then backtest it against buy-and-hold on the held-out window.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/ppo_flag.py \
+        --config recipes/smollm2-135m/ppo/config_demo.yaml
+
+Any YAML key can be overridden on the command line (`--total_timesteps 2000`); unknown keys fail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import ModelConfig, TrlParser, get_quantization_config
+
+from flagtrl.agents import BuyAndHoldAgent
+from flagtrl.agents.flag_agent import FlagAgent
+from flagtrl.backtest import evaluate_agents
+from flagtrl.data.schema import load_market_dataset
+from flagtrl.metrics import format_metrics_table
+from flagtrl.models import FlagPolicy, load_backbone, load_tokenizer
+from flagtrl.trainer.ppo_flag_config import FlagPPOConfig
+from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ScriptArguments:
+    """Script arguments of `recipes/ppo_flag.py`.
+
+    Parameters:
+        dataset_name (`str`): Folder of a prepared market dataset (`datasets/prepare_*.py`).
+        final_backtest (`bool`): Backtest the trained policy and buy-and-hold on the test split after training.
+        backtest_max_days (`int`, *optional*): Cap on the days of each test window in the final backtest.
+    """
+
+    dataset_name: str = field(metadata={"help": "Folder of a prepared market dataset."})
+    final_backtest: bool = field(default=True, metadata={"help": "Backtest the trained policy after training."})
+    backtest_max_days: int | None = field(default=None, metadata={"help": "Cap on the days of each test window."})
+
+
+def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args: ModelConfig):
+    # Seed and logging
+    set_seed(training_args.seed)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    started = time.time()
+
+    # Dataset
+    dataset = load_market_dataset(script_args.dataset_name)
+
+    # Model and tokenizer
+    if model_args.use_peft:
+        raise ValueError("use_peft: LoRA on the top layers is not supported yet; the top layers are trained in full.")
+    tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
+    backbone = load_backbone(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=model_args.dtype,
+        quantization_config=get_quantization_config(model_args),
+        num_trainable_layers=training_args.num_trainable_layers,
+        attn_implementation=model_args.attn_implementation,
+    )
+    policy = FlagPolicy.from_backbone(
+        backbone,
+        tokenizer,
+        num_trainable_layers=training_args.num_trainable_layers,
+        policy_head_init=training_args.policy_head_init,
+        base_model_name_or_path=model_args.model_name_or_path,
+    )
+
+    # Trainer
+    trainer = FlagPPOTrainer(policy, training_args, dataset, tokenizer)
+
+    # Train, resuming from the last checkpoint of output_dir when there is one
+    checkpoint = training_args.resume_from_checkpoint or get_last_checkpoint(training_args.output_dir)
+    if checkpoint:
+        logger.info("Resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    train_seconds = time.time() - started
+
+    # Save the adapter and its model card
+    trainer.save_model(training_args.output_dir)
+    logger.info("Adapter saved to %s", training_args.output_dir)
+
+    # Evaluate: the trained policy against buy-and-hold on the held-out window
+    if script_args.final_backtest and trainer.accelerator.is_main_process:
+        policy.eval()
+        results = evaluate_agents(
+            {"flag_trader": FlagAgent(policy, tokenizer, trainer.prompt_config), "buy_and_hold": BuyAndHoldAgent()},
+            dataset,
+            training_args.dataset_test_split,
+            trainer.train_assets,
+            max_days=script_args.backtest_max_days,
+            mode=training_args.trading_mode,
+            transaction_cost_bps=training_args.transaction_cost_bps,
+        )
+        trainer.last_eval_results = results
+        report = {}
+        for convention in ("paper", "standard"):
+            table = {}
+            for (agent, asset), result in results.items():
+                table.setdefault(asset, {})[agent] = result.metrics[convention]
+            report[convention] = format_metrics_table(table, convention)
+            print(f"\n{report[convention]}\n")
+        report_path = Path(training_args.output_dir) / "backtest.json"
+        report_path.write_text(
+            json.dumps(
+                {
+                    "train_seconds": train_seconds,
+                    "env_steps": trainer.state.global_step * training_args.batch_size,
+                    "results": [r.to_dict() for r in results.values()],
+                },
+                indent=2,
+            )
+        )
+        (Path(training_args.output_dir) / "backtest.md").write_text("\n\n".join(report.values()) + "\n")
+        print(f"Adapter: {training_args.output_dir}\nReport: {report_path} (and backtest.md)")
+    trainer.create_model_card(model_name=Path(training_args.output_dir).name, dataset_name=script_args.dataset_name)
+    if trainer.accelerator.is_main_process:
+        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+        logger.info("Done in %.0f s%s", time.time() - started, f", peak GPU memory {peak:.2f} GiB" if peak else "")
+
+    # Push
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+
+
+if __name__ == "__main__":
+    parser = TrlParser((ScriptArguments, FlagPPOConfig, ModelConfig))
+    script_args, training_args, model_args = parser.parse_args_and_config()
+    main(script_args, training_args, model_args)
+    sys.exit(0)
