@@ -27,10 +27,25 @@ def flagtrl_cache_dir() -> Path:
     return Path(os.environ.get("FLAGTRL_CACHE", Path.home() / ".cache" / "flagtrl"))
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX).
+
+    Without them bf16 matmuls are emulated: on an AVX2-only AMD EPYC we measured them 50x slower than float32, while
+    on a CPU with AMX bf16 is about 2x faster (BRIEF §3). So "auto" picks bf16 only where it pays.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str:
-    """`"auto"`/`None` → bfloat16 on CPU (about 2x faster than float32 there) and the checkpoint's dtype elsewhere."""
+    """`"auto"`/`None` → on CPU bfloat16 where the CPU has native bf16 (else float32); the checkpoint's dtype on GPU."""
     if dtype in (None, "auto"):
-        return torch.bfloat16 if not torch.cuda.is_available() else "auto"
+        if torch.cuda.is_available():
+            return "auto"
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     if isinstance(dtype, str):
         if not hasattr(torch, dtype):
             raise ValueError(f"Unknown dtype {dtype!r}; use bfloat16, float16, float32 or auto.")

@@ -117,6 +117,11 @@ class FlagPPOConfig(_BaseConfig):
         # than fail transformers' "bf16 needs a GPU" check.
         if not self.use_cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
             self.use_cpu = True
+        if self.use_cpu and self.bf16 is None and not self.fp16:
+            from ..models.loading import cpu_has_fast_bf16
+
+            # bf16 autocast only where the CPU has native bf16; emulated bf16 is far slower than float32.
+            self.bf16 = cpu_has_fast_bf16()
         super().__post_init__()
         if self.trading_mode not in ("paper", "position"):
             raise ValueError(f"trading_mode must be paper or position, got {self.trading_mode!r}.")
