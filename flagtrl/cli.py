@@ -104,5 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     return COMMANDS[argv[0]](argv[1:])
 
 
+def console_main() -> int:
+    """Entry point of the `flagtrl` command: bad input prints one clear line instead of a traceback
+    (set `FLAGTRL_DEBUG=1` for the traceback)."""
+    import os
+
+    try:
+        return main()
+    except (ValueError, KeyError, FileNotFoundError, OSError) as error:
+        if os.environ.get("FLAGTRL_DEBUG"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"flagtrl: error: {message}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

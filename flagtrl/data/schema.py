@@ -148,7 +148,9 @@ def market_series(dataset: DatasetDict | Dataset, asset: str) -> MarketSeries:
     rows = [i for i, a in enumerate(assets) if a == wanted]
     if not rows:
         raise KeyError(f"Unknown asset {asset!r}: the dataset holds {sorted(set(assets))}.")
-    sub = full.select(rows).sort("date")
+    dates = full.select_columns(["date"]).select(rows)["date"]
+    # Sorted here rather than with `Dataset.sort` (which also trips a pyarrow deprecation warning).
+    sub = full.select([rows[i] for i in sorted(range(len(rows)), key=dates.__getitem__)])
     columns = sub.column_names
     return MarketSeries(
         asset=wanted,
