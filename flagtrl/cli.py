@@ -93,7 +93,14 @@ def backtest(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"backtest": backtest}
+def portfolio(argv: list[str]) -> int:
+    """`flagtrl portfolio --config recipes/portfolio/<name>.yaml` (see `flagtrl.portfolio.comparison`)."""
+    from .portfolio.comparison import main as portfolio_main
+
+    return portfolio_main(argv)
+
+
+COMMANDS = {"backtest": backtest, "portfolio": portfolio}
 
 
 def main(argv: list[str] | None = None) -> int:
