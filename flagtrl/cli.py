@@ -93,6 +93,13 @@ def backtest(argv: list[str]) -> int:
     return 0
 
 
+def benchmark(argv: list[str]) -> int:
+    """`flagtrl benchmark --config recipes/benchmark/<name>.yaml [--strict]` (see `flagtrl.benchmark`)."""
+    from .benchmark.runner import benchmark_main
+
+    return benchmark_main(argv)
+
+
 def portfolio(argv: list[str]) -> int:
     """`flagtrl portfolio --config recipes/portfolio/<name>.yaml` (see `flagtrl.portfolio.comparison`)."""
     from .portfolio.comparison import main as portfolio_main
@@ -100,7 +107,7 @@ def portfolio(argv: list[str]) -> int:
     return portfolio_main(argv)
 
 
-COMMANDS = {"backtest": backtest, "portfolio": portfolio}
+COMMANDS = {"backtest": backtest, "benchmark": benchmark, "portfolio": portfolio}
 
 
 def main(argv: list[str] | None = None) -> int:

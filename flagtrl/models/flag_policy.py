@@ -310,7 +310,8 @@ class FlagPolicy(nn.Module):
     def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         expected = set(self.adapter_state_dict())
         missing = sorted(expected - set(state) - {k for k in expected if k.startswith("reference.")})
-        unexpected = sorted(set(state) - expected)
+        # A policy loaded without its reference (inference) ignores the saved reference head.
+        unexpected = sorted(k for k in set(state) - expected if not k.startswith("reference."))
         if missing or unexpected:
             raise ValueError(f"Adapter does not fit this policy: missing {missing[:5]}, unexpected {unexpected[:5]}.")
         inner = self.backbone.model
