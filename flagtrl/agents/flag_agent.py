@@ -52,4 +52,6 @@ class FlagAgent:
     def action_distribution(self, state: TradingState) -> np.ndarray:
         prompt = self.builder.encode(state)
         probs = self.policy.action_probabilities([prompt], [state.action_mask], self.tokenizer.pad_token_id or 0)
-        return probs[0].double().cpu().numpy()
+        # Renormalise in float64: float32 probabilities can miss 1 by more than numpy's `choice` tolerance (1.5e-8).
+        probs = probs[0].double().cpu().numpy()
+        return probs / probs.sum()

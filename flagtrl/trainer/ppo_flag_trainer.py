@@ -479,6 +479,7 @@ class FlagPPOTrainer(_BaseTrainer):
     def _load_checkpoint(self, checkpoint: str | os.PathLike) -> None:
         from safetensors.torch import load_file
         from transformers import TrainerState
+        from transformers.trainer_pt_utils import safe_globals
 
         from ..models.flag_policy import ADAPTER_WEIGHTS_NAME
 
@@ -494,7 +495,9 @@ class FlagPPOTrainer(_BaseTrainer):
         self.lr_scheduler.load_state_dict(torch.load(folder / SCHEDULER_NAME, weights_only=True))
         self.state = TrainerState.load_from_json(str(folder / TRAINER_STATE_NAME))
         self.state.max_steps = self.args.num_iterations
-        rollout_state = torch.load(rollout_file, weights_only=True)
+        # The numpy RNG and environment states hold numpy arrays: allowlist them as transformers does for its RNG file.
+        with safe_globals():
+            rollout_state = torch.load(rollout_file, weights_only=True)
         for env, env_state in zip(self.envs, rollout_state["envs"]):
             env.set_state(env_state)
         self._envs_started = True

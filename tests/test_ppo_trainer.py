@@ -1,0 +1,341 @@
+"""FlagPPOTrainer end to end on the synthetic market with a tiny Llama: what trains and what stays frozen, logging,
+determinism, checkpoint/resume, the model card, evaluation, two-process DDP, and (slow) the real SmolLM2."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import build_tiny_llama
+from transformers import TrainerCallback
+
+from flagtrl.backtest import split_windows
+from flagtrl.data.schema import market_series
+from flagtrl.data.synthetic import make_synthetic_dataset
+from flagtrl.models import FlagPolicy
+from flagtrl.trainer.ppo_flag_config import FlagPPOConfig
+from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+TINY_BASE = "tiny-org/tiny-llama"
+
+
+def tiny_config(output_dir: Path, **overrides) -> FlagPPOConfig:
+    """Two environments, four steps a rollout, three PPO iterations; episodes of 6 steps cross rollout boundaries."""
+    settings = dict(
+        output_dir=str(output_dir),
+        num_envs=2,
+        num_steps=4,
+        total_timesteps=3 * 2 * 4,
+        max_episode_steps=6,
+        minibatch_size=4,
+        gradient_accumulation_steps=2,
+        max_prompt_tokens=1024,
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        seed=0,
+    )
+    settings.update(overrides)
+    return FlagPPOConfig(**settings)
+
+
+def tiny_policy(tokenizer, seed: int = 0) -> FlagPolicy:
+    backbone = build_tiny_llama(len(tokenizer), seed=seed)
+    backbone.config.name_or_path = TINY_BASE
+    return FlagPolicy.from_backbone(backbone, tokenizer, num_trainable_layers=2, base_model_name_or_path=TINY_BASE)
+
+
+def make_trainer(tokenizer, dataset, output_dir: Path, callbacks=None, **overrides) -> FlagPPOTrainer:
+    return FlagPPOTrainer(
+        tiny_policy(tokenizer),
+        tiny_config(output_dir, **overrides),
+        dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+def snapshot(policy: FlagPolicy) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in policy.state_dict().items()}
+
+
+def assert_same_adapter(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=0, atol=1e-6), key
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and OpenMP's spin-waiting makes them 10x slower when other
+    processes share the cores (measured: the trainer tests took 170 s instead of 13 s on a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield threads
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return make_synthetic_dataset(seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_tokenizer, dataset, tmp_path_factory):
+    """One short run shared by the tests that only read its result: (trainer, weights before training)."""
+    trainer = make_trainer(tiny_tokenizer, dataset, tmp_path_factory.mktemp("run"), eval_max_days=5)
+    initial = snapshot(trainer.model)
+    trainer.train()
+    return trainer, initial
+
+
+# --- (a) what trains, what stays frozen, what is logged -------------------------------------------------------------
+def test_training_changes_exactly_the_trainable_parts(trained):
+    trainer, initial = trained
+    policy: FlagPolicy = trainer.model
+    assert trainer.state.global_step == 3
+    final = snapshot(policy)
+    assert all(torch.isfinite(t).all() for t in final.values() if t.is_floating_point())
+
+    def prefixed(module, prefix: str) -> list[str]:
+        return [f"{prefix}.{name}" for name, _ in module.named_parameters()]
+
+    assert policy.num_frozen_layers == 2 and len(policy.trainable_layers) == 2
+    changed = []
+    for offset, layer in enumerate(policy.trainable_layers):
+        changed += prefixed(layer, f"backbone.model.layers.{policy.num_frozen_layers + offset}")
+    changed += ["backbone.model.norm.weight", "policy_head.weight", "value_head.weight", "value_head.bias"]
+    for name in changed:
+        assert not torch.equal(final[name], initial[name]), f"{name} did not change"
+
+    unchanged = ["backbone.model.embed_tokens.weight"]
+    for i, layer in enumerate(policy.frozen_layers):
+        unchanged += prefixed(layer, f"backbone.model.layers.{i}")
+    unchanged += [name for name in final if name.startswith("reference.")]
+    assert len(unchanged) > 10
+    for name in unchanged:
+        assert torch.equal(final[name], initial[name]), f"{name} changed"
+
+
+def test_log_history_has_namespaced_finite_metrics(trained):
+    trainer, _ = trained
+    logs = [entry for entry in trainer.state.log_history if "policy/entropy" in entry]
+    assert [entry["step"] for entry in logs] == [1, 2, 3]
+    for entry in logs:
+        for key in ("objective/kl", "policy/entropy", "policy/approx_kl", "policy/clipfrac", "value/loss"):
+            assert key in entry and math.isfinite(entry[key]), key
+        assert "policy/loss" in entry and math.isfinite(entry["policy/loss"])
+        # Three actions at most: the entropy lies in [0, ln 3]; the KL to the reference is non-negative.
+        assert 0.0 <= entry["policy/entropy"] <= math.log(3) + 1e-6
+        assert entry["objective/kl"] >= -1e-6
+        assert 0.0 <= entry["policy/clipfrac"] <= 1.0
+    # Episodes of 6 steps with 4-step rollouts: the first ends during iteration 2.
+    episode_logs = [entry for entry in logs if "market/episode_return" in entry]
+    assert episode_logs and episode_logs[0]["step"] == 2
+    assert all(math.isfinite(entry["market/episode_return"]) for entry in episode_logs)
+    # The learning rates anneal linearly to 0 over the 3 iterations.
+    assert [entry["lr/heads"] for entry in logs] == pytest.approx([5e-4 * 2 / 3, 5e-4 / 3, 0.0])
+    assert [entry["lr/llm"] for entry in logs] == pytest.approx([5e-5 * 2 / 3, 5e-5 / 3, 0.0])
+
+
+# --- (b) determinism ------------------------------------------------------------------------------------------------
+def test_same_seed_gives_identical_adapters(trained, tiny_tokenizer, dataset, tmp_path):
+    first, initial = trained
+    second = make_trainer(tiny_tokenizer, dataset, tmp_path)
+    second.train()
+    a, b = first.model.adapter_state_dict(), second.model.adapter_state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert not torch.equal(a["policy_head.weight"], initial["policy_head.weight"])
+
+
+# --- (c) checkpoint and resume ----------------------------------------------------------------------------------------
+class StopAtStep(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+        return control
+
+
+def test_resumed_run_matches_uninterrupted_run(tiny_tokenizer, dataset, tmp_path):
+    settings = dict(total_timesteps=4 * 2 * 4, save_strategy="steps", save_steps=2)
+
+    uninterrupted = make_trainer(tiny_tokenizer, dataset, tmp_path / "a", **settings)
+    uninterrupted.train()
+    assert uninterrupted.state.global_step == 4
+    assert (tmp_path / "a" / "checkpoint-2").is_dir() and (tmp_path / "a" / "checkpoint-4").is_dir()
+
+    interrupted = make_trainer(tiny_tokenizer, dataset, tmp_path / "b", callbacks=[StopAtStep(2)], **settings)
+    interrupted.train()
+    assert interrupted.state.global_step == 2
+    checkpoints = sorted(p.name for p in (tmp_path / "b").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-2"]
+    assert (tmp_path / "b" / "checkpoint-2" / "rollout_state_rank0.pt").exists()
+
+    resumed = make_trainer(tiny_tokenizer, dataset, tmp_path / "b", **settings)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 4
+    # Only iterations 3 and 4 ran after the resume.
+    steps = [entry["step"] for entry in resumed.state.log_history if "policy/entropy" in entry]
+    assert steps == [1, 2, 3, 4]
+
+    assert_same_adapter(uninterrupted.model.adapter_state_dict(), resumed.model.adapter_state_dict())
+    # And the interrupted run alone is not already there (the comparison above is not vacuous).
+    assert not torch.allclose(
+        interrupted.model.adapter_state_dict()["policy_head.weight"],
+        uninterrupted.model.adapter_state_dict()["policy_head.weight"],
+        atol=1e-6,
+    )
+
+
+# --- (d) model card ---------------------------------------------------------------------------------------------------
+def test_save_model_and_model_card(trained):
+    trainer, _ = trained
+    trainer.save_model()
+    trainer.create_model_card()
+    output_dir = Path(trainer.args.output_dir)
+    assert (output_dir / "adapter_config.json").exists() and (output_dir / "adapter_model.safetensors").exists()
+    readme = (output_dir / "README.md").read_text()
+    assert f"base_model: {TINY_BASE}" in readme
+    assert "FlagPolicy.from_pretrained" in readme
+    assert "2502.11433" in readme
+
+
+# --- (e) evaluation ---------------------------------------------------------------------------------------------------
+def test_evaluate_reports_flag_trader_and_buy_and_hold(trained, dataset):
+    trainer, _ = trained
+    metrics = trainer.evaluate()
+    for asset in trainer.train_assets:
+        for agent in ("flag_trader", "buy_and_hold"):
+            for convention in ("paper", "standard"):
+                for key in ("cumulative_return", "sharpe_ratio", "max_drawdown"):
+                    name = f"eval/{asset}/{agent}/{convention}_{key}"
+                    assert name in metrics, name
+        # Buy-and-hold over the first 5 test days in the paper convention: sum of ln(p_{i+1} / p_i) = ln(p_4 / p_0).
+        series = market_series(dataset, asset)
+        first, _ = series.window(*split_windows(dataset, "test", [asset])[asset])
+        expected = math.log(series.close[first + 4] / series.close[first])
+        assert metrics[f"eval/{asset}/buy_and_hold/paper_cumulative_return"] == pytest.approx(expected, abs=1e-9)
+    assert any(k.startswith("eval/") for entry in trainer.state.log_history for k in entry)
+
+
+# --- (f) two-process DDP on CPU ---------------------------------------------------------------------------------------
+DDP_SCRIPT = """
+import sys
+sys.path.insert(0, {tests_dir!r})
+import torch
+from conftest import build_tiny_llama, build_tiny_tokenizer
+from flagtrl.data.synthetic import make_synthetic_dataset
+from flagtrl.models import FlagPolicy
+from flagtrl.trainer.ppo_flag_config import FlagPPOConfig
+from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
+
+tokenizer = build_tiny_tokenizer()
+policy = FlagPolicy.from_backbone(build_tiny_llama(len(tokenizer)), tokenizer, num_trainable_layers=2)
+initial = {{k: v.clone() for k, v in policy.adapter_state_dict().items()}}
+args = FlagPPOConfig(
+    output_dir={output_dir!r}, num_envs=2, num_steps=4, total_timesteps=2 * 2 * 2 * 4, max_episode_steps=6,
+    minibatch_size=4, gradient_accumulation_steps=2, max_prompt_tokens=1024, use_cpu=True, bf16=False,
+    disable_tqdm=True, report_to="none", save_strategy="no", eval_strategy="no", seed=0,
+)
+trainer = FlagPPOTrainer(policy, args, make_synthetic_dataset(seed=0), processing_class=tokenizer)
+assert trainer.accelerator.num_processes == 2, trainer.accelerator.num_processes
+assert args.num_iterations == 2
+trainer.train()
+rank = trainer.accelerator.process_index
+torch.save(
+    {{
+        "initial": initial,
+        "final": policy.adapter_state_dict(),
+        "steps": trainer.state.global_step,
+        "episode_starts": [env.start for env in trainer.envs],
+    }},
+    {output_dir!r} + f"/rank{{rank}}.pt",
+)
+"""
+
+
+@pytest.mark.distributed
+def test_two_process_ddp_keeps_ranks_in_sync(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(tests_dir=str(TESTS_DIR), output_dir=str(tmp_path)))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(script),
+    ]
+    result = subprocess.run(command, env=env, timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0["steps"] == rank1["steps"] == 2
+    # The ranks rolled out different episodes (environments are seeded by rank)...
+    assert rank0["episode_starts"] != rank1["episode_starts"]
+    # ...but all-reduced gradients keep their weights equal.
+    assert_same_adapter(rank0["final"], rank1["final"])
+    for key in ("policy_head.weight", "value_head.weight", "norm.weight", "layers.3.mlp.up_proj.weight"):
+        assert not torch.equal(rank0["final"][key], rank0["initial"][key]), key
+
+
+# --- slow: the real SmolLM2-135M --------------------------------------------------------------------------------------
+@pytest.fixture
+def all_torch_threads(one_torch_thread):
+    torch.set_num_threads(one_torch_thread)
+    yield
+    torch.set_num_threads(1)
+
+
+@pytest.mark.slow
+def test_smollm2_two_ppo_iterations(dataset, tmp_path, all_torch_threads):
+    from flagtrl.models.loading import SMOLLM2_ID, load_backbone, load_tokenizer
+
+    start = time.time()
+    tokenizer = load_tokenizer(SMOLLM2_ID)
+    backbone = load_backbone(SMOLLM2_ID)
+    policy = FlagPolicy.from_backbone(backbone, tokenizer, num_trainable_layers=2)
+    assert policy.config_flag.action_token_ids == [30845, 2326, 41838]  # sell, hold, buy (BRIEF §3)
+    initial = {k: v.clone() for k, v in policy.adapter_state_dict().items()}  # not views of the live weights
+    frozen_before = policy.frozen_layers[0].self_attn.q_proj.weight.detach().clone()
+    # bf16=False: load_backbone picks the dtype this CPU runs fastest (emulated bf16 autocast is far slower).
+    args = tiny_config(tmp_path, total_timesteps=2 * 2 * 4, max_prompt_tokens=512, max_episode_steps=8, bf16=False)
+    trainer = FlagPPOTrainer(policy, args, dataset, processing_class=tokenizer)
+    trainer.train()
+    assert trainer.state.global_step == 2
+
+    final = policy.adapter_state_dict()
+    for key in ("policy_head.weight", "value_head.weight", "norm.weight", "layers.29.self_attn.q_proj.weight"):
+        assert not torch.equal(final[key], initial[key]), key
+    assert all(torch.isfinite(t).all() for t in final.values())
+    assert torch.equal(policy.frozen_layers[0].self_attn.q_proj.weight, frozen_before)
+    for entry in trainer.state.log_history:
+        for key in ("policy/loss", "value/loss", "objective/kl", "policy/entropy"):
+            if key in entry:
+                assert math.isfinite(entry[key]), key
+    print(f"SmolLM2 2 PPO iterations: {time.time() - start:.1f} s")
