@@ -9,6 +9,11 @@ zero-shot preference among sell/hold/buy and "KL to the reference" means staying
 reference policy is a frozen copy of the initial top layers and head: it reuses the frozen trunk's hidden states, so
 the KL costs only the top layers, never a second full forward.
 
+Fast paths (exact up to float rounding; `tests/test_trunk_cache.py`): `frozen_states` computes h1 through a
+`TrunkCache` (the frozen layers run once per market prefix, then only on each prompt's account suffix), `forward`
+accepts a precomputed h1 (`frozen_hidden`, what the PPO update reuses from the rollout), and the last trainable layer
+computes its attention and MLP for the last token only (`last_token_top_layer`): the heads read nothing else.
+
 The trained artefact is an adapter: the trainable layers, the final norm and both heads (plus the reference head) as
 safetensors, with an `adapter_config.json` naming the base model and flagtrl's settings.
 """
@@ -28,6 +33,7 @@ from torch import nn
 from ..actions import ACTIONS
 from ..prompt import PROMPT_VERSION, EncodedPrompt
 from ..trainer.ppo_math import masked_log_softmax
+from .trunk_cache import FrozenStates, TrunkCache, supports_trunk_cache
 
 
 logger = logging.getLogger(__name__)
@@ -35,6 +41,8 @@ logger = logging.getLogger(__name__)
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 HEAD_INITS = ("lm_head", "random")
+# Decoder layers whose computation `last_token_layer` reproduces (pre-norm attention + MLP, no q/k norms).
+LAST_TOKEN_LAYERS = ("LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer")
 
 
 @dataclass
@@ -92,6 +100,10 @@ class FlagPolicy(nn.Module):
 
     Build it with `FlagPolicy.from_backbone(model, tokenizer, num_trainable_layers=...)` or load a trained adapter with
     `FlagPolicy.from_pretrained(folder_or_repo_id)`.
+
+    Attributes:
+        last_token_top_layer (`bool`, defaults to `True`): Run the last trainable layer's attention query and MLP for
+            the last token only (its keys and values still cover the whole prompt); the full layer when `False`.
     """
 
     def __init__(self, backbone: nn.Module, config: FlagPolicyConfig, with_reference: bool = True):
@@ -103,6 +115,7 @@ class FlagPolicy(nn.Module):
         self.config_flag = config
         self.backbone = backbone
         self.num_frozen_layers = num_layers - config.num_trainable_layers
+        self.last_token_top_layer = True
         hidden = backbone.config.hidden_size
 
         # Heads and trainable layers keep float32 master weights; the frozen trunk stays in the load dtype.
@@ -212,14 +225,39 @@ class FlagPolicy(nn.Module):
             )
         return hidden
 
+    @torch.no_grad()
+    def frozen_states(
+        self,
+        prompts: list[EncodedPrompt] | list[list[int]],
+        trunk_cache: TrunkCache | None = None,
+        pad_token_id: int = 0,
+    ) -> FrozenStates:
+        """h1 of each prompt, row by row: through `trunk_cache` when given (and the prompts are `EncodedPrompt`s and
+        the backbone supports it), else from one full forward of the right-padded batch."""
+        if (
+            trunk_cache is not None
+            and all(isinstance(p, EncodedPrompt) and p.market_ids for p in prompts)
+            and supports_trunk_cache(self)
+        ):
+            return trunk_cache.frozen_states(self, prompts, pad_token_id)
+        batch = self.collate(prompts, pad_token_id)
+        hidden = self.frozen_forward(batch["input_ids"], batch["attention_mask"])
+        return FrozenStates(
+            [(hidden[row, :length],) for row, length in enumerate(batch["attention_mask"].sum(1).tolist())]
+        )
+
     def _top_forward(self, layers, norm, hidden, attention_mask) -> torch.Tensor:
         hidden = hidden.to(self.top_dtype)
         causal_mask, position_ids, position_embeddings = self._attention_inputs(hidden, attention_mask)
-        for layer in layers:
+        last = attention_mask.sum(dim=1) - 1  # right padding: the last real token of each row
+        last_token = self.last_token_top_layer and type(layers[-1]).__name__ in LAST_TOKEN_LAYERS
+        last_token = last_token and not (self.training and layers[-1].self_attn.attention_dropout > 0)
+        for layer in layers[:-1] if last_token else layers:
             hidden = layer(
                 hidden, attention_mask=causal_mask, position_ids=position_ids, position_embeddings=position_embeddings
             )
-        last = attention_mask.sum(dim=1) - 1  # right padding: the last real token of each row
+        if last_token:
+            return norm(last_token_layer(layers[-1], hidden, last, position_embeddings))
         return norm(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
 
     def heads(
@@ -247,12 +285,17 @@ class FlagPolicy(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor,
         action_mask: torch.Tensor | None = None,
         with_reference: bool = False,
+        frozen_hidden: torch.Tensor | None = None,
     ) -> FlagPolicyOutput:
-        return self.heads(self.frozen_forward(input_ids, attention_mask), attention_mask, action_mask, with_reference)
+        """pi, V (and pi_ref) of right-padded prompts; pass `frozen_hidden` (h1, e.g. `FrozenStates.padded()`) instead
+        of `input_ids` to skip the frozen layers (through the DDP wrapper, unlike a direct `heads` call)."""
+        if frozen_hidden is None:
+            frozen_hidden = self.frozen_forward(input_ids, attention_mask)
+        return self.heads(frozen_hidden, attention_mask, action_mask, with_reference)
 
     @torch.no_grad()
     def action_probabilities(self, prompts: list[EncodedPrompt], action_masks, pad_token_id: int = 0) -> torch.Tensor:
@@ -400,6 +443,50 @@ class FlagPolicy(nn.Module):
         policy = cls(backbone, config, with_reference=with_reference)
         policy.load_adapter_state_dict(load_file(str(folder / ADAPTER_WEIGHTS_NAME)))
         return policy
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def last_token_layer(layer: nn.Module, hidden: torch.Tensor, last: torch.Tensor, position_embeddings) -> torch.Tensor:
+    """A Llama-like decoder layer's output at one position per row (`last`), from its input at every position.
+
+    The heads read only the last token of the last trainable layer, so its queries, attention output and MLP are
+    needed there alone; its keys and values still span the prompt. Same operations as the transformers layer
+    (pre-norm, RoPE, grouped-query attention, residuals), on 1 query instead of T.
+
+    Args:
+        layer (`nn.Module`): A `LlamaDecoderLayer` (or one in `LAST_TOKEN_LAYERS`).
+        hidden (`torch.Tensor`): Its input, `(batch, length, hidden_size)`, right-padded.
+        last (`torch.Tensor`): `(batch,)` the position of each row's last real token.
+        position_embeddings (`tuple[torch.Tensor, torch.Tensor]`): RoPE (cos, sin), `(1 or batch, length, head_dim)`.
+
+    Returns:
+        `torch.Tensor`: `(batch, hidden_size)`.
+    """
+    attention = layer.self_attn
+    batch, length, _ = hidden.shape
+    head_dim = attention.head_dim
+    rows = torch.arange(batch, device=hidden.device)
+    normed = layer.input_layernorm(hidden)
+    keys = attention.k_proj(normed).view(batch, length, -1, head_dim).transpose(1, 2)
+    values = attention.v_proj(normed).view(batch, length, -1, head_dim).transpose(1, 2)
+    query = attention.q_proj(normed[rows, last]).view(batch, -1, 1, head_dim)
+    cos, sin = position_embeddings
+    cos, sin = cos.expand(batch, -1, -1), sin.expand(batch, -1, -1)
+    keys = keys * cos[:, None] + _rotate_half(keys) * sin[:, None]
+    query = query * cos[rows, last][:, None, None] + _rotate_half(query) * sin[rows, last][:, None, None]
+    groups = attention.num_key_value_groups
+    keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
+    visible = (torch.arange(length, device=hidden.device)[None, :] <= last[:, None])[:, None, None, :]
+    output = torch.nn.functional.scaled_dot_product_attention(
+        query, keys.to(query.dtype), values.to(query.dtype), attn_mask=visible, scale=attention.scaling
+    )
+    output = attention.o_proj(output.reshape(batch, -1))
+    residual = hidden[rows, last] + output
+    return residual + layer.mlp(layer.post_attention_layernorm(residual))
 
 
 def adapter_model_card(config: FlagPolicyConfig, repo_id: str, metrics_table: str | None = None) -> str:

@@ -59,6 +59,22 @@ class FlagPPOConfig(_BaseConfig):
         max_news_items (`int`, *optional*, defaults to `3`): News items in the prompt.
         max_prompt_tokens (`int`, *optional*, defaults to `512`): Hard prompt budget.
 
+        > Parameters that control speed (each one exact up to float rounding; turn all off for the plain loop)
+
+        use_trunk_cache (`bool`, *optional*, defaults to `True`): Run the frozen layers once per market prefix
+            (asset, date) and keep their keys/values in a `TrunkCache`; each prompt then sends only its account
+            suffix through the frozen layers.
+        trunk_cache_max_mb (`float`, *optional*, defaults to `2048`): Memory bound of the trunk cache in MiB (least
+            recently used prefixes evicted). A prefix costs `num_frozen_layers x 2 x kv_heads x head_dim + hidden_size`
+            values per token: ~11 MiB for a 240-token prefix of SmolLM2-135M in float32. Size it to hold every
+            (asset, date) of the training windows: episodes revisit them in order, and a smaller LRU evicts each
+            prefix just before its next use (the trainer logs `trunk_cache/hit_rate` and warns).
+        reuse_rollout_hidden_states (`bool`, *optional*, defaults to `True`): Keep each rollout sample's frozen
+            hidden states h1 (`batch_size x prompt_tokens x hidden_size` values; prefixes shared with the cache) so
+            that the PPO update runs only the trainable top layers instead of the full model.
+        last_token_top_layer (`bool`, *optional*, defaults to `True`): Compute the last trainable layer's attention
+            query and MLP for the last token only (the heads read nothing else).
+
         > Parameters that control evaluation
 
         eval_max_days (`int`, *optional*): Evaluate on at most this many days of each test window (all when unset).
@@ -99,6 +115,17 @@ class FlagPPOConfig(_BaseConfig):
     max_news_items: int = field(default=3, metadata={"help": "News items shown in the prompt."})
     max_prompt_tokens: int = field(default=512, metadata={"help": "Hard token budget of the prompt."})
 
+    use_trunk_cache: bool = field(
+        default=True, metadata={"help": "Cache the frozen layers' keys/values per market prefix (asset, date)."}
+    )
+    trunk_cache_max_mb: float = field(default=2048, metadata={"help": "Memory bound of the trunk cache in MiB."})
+    reuse_rollout_hidden_states: bool = field(
+        default=True, metadata={"help": "PPO update on the rollout's frozen hidden states (top layers only)."}
+    )
+    last_token_top_layer: bool = field(
+        default=True, metadata={"help": "Last trainable layer's query and MLP on the last token only."}
+    )
+
     eval_max_days: int | None = field(default=None, metadata={"help": "Cap on the days of each evaluation window."})
 
     # Changed defaults
@@ -134,6 +161,8 @@ class FlagPPOConfig(_BaseConfig):
             )
         if self.minibatch_size < 1:
             raise ValueError(f"minibatch_size must be >= 1, got {self.minibatch_size}.")
+        if self.trunk_cache_max_mb < 0:
+            raise ValueError(f"trunk_cache_max_mb must be >= 0, got {self.trunk_cache_max_mb}.")
 
     @property
     def batch_size(self) -> int:

@@ -7,6 +7,12 @@ work as in any TRL trainer. One `global_step` is one PPO iteration: a rollout of
 steps, GAE, then `update_epochs` passes of clipped-surrogate minibatch updates with a value loss, an entropy bonus and
 a KL penalty to the reference policy. Checkpoints hold the adapter, the optimizer, the scheduler, every RNG and the
 environments' mid-episode state, so an interrupted run resumed gives the weights of an uninterrupted one.
+
+Speed (each behind a config switch, all exact up to float rounding): the frozen layers run once per market prefix
+(asset, date) through a `TrunkCache` and then only on each prompt's account suffix (`use_trunk_cache`); the update
+reuses the rollout's frozen hidden states and runs only the trainable top layers (`reuse_rollout_hidden_states`); the
+reference policy shares the frozen computation; the last trainable layer works on the last token only
+(`last_token_top_layer`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from ..backtest import evaluate_agents, split_windows
 from ..data.schema import FULL_SPLIT, list_assets, market_series
 from ..envs.trading_env import TradingEnv
 from ..models.flag_policy import FlagPolicy
+from ..models.trunk_cache import FrozenStates, TrunkCache
 from ..prompt import PromptBuilder, PromptConfig
 from .ppo_flag_config import FlagPPOConfig
 from .ppo_math import (
@@ -112,6 +119,10 @@ class FlagPPOTrainer(_BaseTrainer):
         self.next_done = torch.zeros(args.num_envs)
         self.episode_stats: dict[str, list[float]] = defaultdict(list)
         self._envs_started = False
+        model.last_token_top_layer = args.last_token_top_layer
+        # Derived state only: never checkpointed (a resumed run recomputes the same prefixes bit for bit).
+        self.trunk_cache = TrunkCache(args.trunk_cache_max_mb) if args.use_trunk_cache else None
+        self._warned_evictions = False
 
     # --- environments --------------------------------------------------------------------------------------------
     def _make_env(self, index: int) -> TradingEnv:
@@ -228,12 +239,26 @@ class FlagPPOTrainer(_BaseTrainer):
         self.control = self.callback_handler.on_train_end(args, self.state, self.control)
         return self.state
 
-    @torch.no_grad()
-    def _policy_step(self, prompts, masks: torch.Tensor, with_reference: bool):
-        policy: FlagPolicy = self.model
-        batch = policy.collate(prompts, self.pad_token_id)
+    @property
+    def _fast_frozen(self) -> bool:
+        """Whether h1 goes through `FlagPolicy.frozen_states` (to be cached or kept) rather than a plain forward."""
+        return self.trunk_cache is not None or self.args.reuse_rollout_hidden_states
+
+    def _frozen_states(self, prompts) -> FrozenStates:
         with self.accelerator.autocast():
-            return policy(batch["input_ids"], batch["attention_mask"], masks.to(policy.device), with_reference)
+            return self.model.frozen_states(prompts, self.trunk_cache, self.pad_token_id)
+
+    @torch.no_grad()
+    def _policy_step(self, prompts, masks: torch.Tensor, with_reference: bool, frozen: FrozenStates | None = None):
+        """pi, V (and pi_ref) of a batch of prompts; from `frozen` (their h1) when given."""
+        policy: FlagPolicy = self.model
+        masks = masks.to(policy.device)
+        with self.accelerator.autocast():
+            if frozen is None:
+                batch = policy.collate(prompts, self.pad_token_id)
+                return policy(batch["input_ids"], batch["attention_mask"], masks, with_reference)
+            hidden, attention_mask = frozen.padded()
+            return policy(None, attention_mask, masks, with_reference, frozen_hidden=hidden)
 
     def _rollout(self) -> dict:
         """Step the `num_envs` environments `num_steps` times with the current policy (one batched forward per step)."""
@@ -246,11 +271,15 @@ class FlagPPOTrainer(_BaseTrainer):
         log_probs, values = torch.zeros(steps, num_envs), torch.zeros(steps, num_envs)
         ref_log_probs = torch.zeros(steps, num_envs, 3)
         rewards, dones = torch.zeros(steps, num_envs), torch.zeros(steps, num_envs)
+        frozen_states: list[FrozenStates] = []
         for step in range(steps):
             states = [env.state() for env in envs]
             encoded = [self.builder.encode(state) for state in states]
             masks[step] = torch.as_tensor(np.stack([s.action_mask for s in states])).bool()
-            out = self._policy_step(encoded, masks[step], with_reference=args.kl_coef > 0)
+            frozen = self._frozen_states(encoded) if self._fast_frozen else None
+            if frozen is not None and args.reuse_rollout_hidden_states:
+                frozen_states.append(frozen)
+            out = self._policy_step(encoded, masks[step], with_reference=args.kl_coef > 0, frozen=frozen)
             probs = out.log_probs.exp().cpu()
             action = torch.multinomial(probs, 1, generator=self.sampling_generator).squeeze(-1)
             prompts.append(encoded)
@@ -270,12 +299,14 @@ class FlagPPOTrainer(_BaseTrainer):
                     env.reset()
         next_states = [env.state() for env in envs]
         next_masks = torch.as_tensor(np.stack([s.action_mask for s in next_states])).bool()
-        next_value = self._policy_step([self.builder.encode(s) for s in next_states], next_masks, False).values.cpu()
+        next_prompts = [self.builder.encode(s) for s in next_states]
+        next_frozen = self._frozen_states(next_prompts) if self._fast_frozen else None
+        next_value = self._policy_step(next_prompts, next_masks, False, frozen=next_frozen).values.cpu()
         advantages, returns = compute_gae(
             rewards, values, dones, next_value, self.next_done, args.gamma, args.gae_lambda
         )
         flat = [p for step_prompts in prompts for p in step_prompts]
-        return {
+        batch = {
             "prompts": flat,
             "masks": masks.reshape(-1, 3),
             "actions": actions.reshape(-1),
@@ -286,6 +317,9 @@ class FlagPPOTrainer(_BaseTrainer):
             "returns": returns.reshape(-1),
             "rewards": rewards.reshape(-1),
         }
+        if frozen_states:  # h1 of every sample, in the order of `prompts`, for the update
+            batch["frozen_states"] = FrozenStates.concat(frozen_states)
+        return batch
 
     def _record_episode(self, env: TradingEnv, info: dict) -> None:
         pnl = np.asarray(env.pnl)
@@ -320,10 +354,23 @@ class FlagPPOTrainer(_BaseTrainer):
                 for k, micro in enumerate(micro_batches):
                     last = k == len(micro_batches) - 1
                     sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
-                    inputs = policy.collate([batch["prompts"][i] for i in micro.tolist()], self.pad_token_id)
+                    action_mask = batch["masks"][micro].to(policy.device)
+                    if "frozen_states" in batch or self.trunk_cache is not None:
+                        # Only the trainable top layers run: h1 comes from the rollout (or the trunk cache).
+                        if "frozen_states" in batch:
+                            frozen = batch["frozen_states"].select(micro)
+                        else:
+                            frozen = self._frozen_states([batch["prompts"][i] for i in micro.tolist()])
+                        hidden, attention_mask = frozen.padded()
+                        inputs = {"input_ids": None, "attention_mask": attention_mask, "frozen_hidden": hidden}
+                    else:
+                        inputs = policy.collate([batch["prompts"][i] for i in micro.tolist()], self.pad_token_id)
                     with sync, accelerator.autocast():
                         out = model(
-                            inputs["input_ids"], inputs["attention_mask"], batch["masks"][micro].to(policy.device)
+                            inputs["input_ids"],
+                            inputs["attention_mask"],
+                            action_mask,
+                            frozen_hidden=inputs.get("frozen_hidden"),
                         )
                         new_log_probs = out.log_probs.gather(
                             1, batch["actions"][micro, None].to(policy.device)
@@ -371,6 +418,9 @@ class FlagPPOTrainer(_BaseTrainer):
         variance = returns.var()
         explained = float("nan") if variance == 0 else float(1 - (returns - values).var() / variance)
         result = {name: float(np.mean(v)) for name, v in stats.items()}
+        if self.trunk_cache is not None:
+            result.update(self.trunk_cache.stats())
+            self._warn_on_evictions()
         result.update(
             {
                 "value/explained_variance": explained,
@@ -380,6 +430,25 @@ class FlagPPOTrainer(_BaseTrainer):
             }
         )
         return result
+
+    def _warn_on_evictions(self) -> None:
+        cache = self.trunk_cache
+        if self._warned_evictions or not cache.evictions or not cache.entries:
+            return
+        self._warned_evictions = True
+        entry_mb = cache.size_bytes / len(cache.entries) / 2**20
+        windows = [self.series[asset].window(*self.train_windows[asset]) for asset in self.train_assets]
+        days = sum(last - first + 1 for first, last in windows)
+        logger.warning(
+            "The trunk cache is full (%d prefixes, %.0f MiB) and evicts: episodes revisit the same days, so an LRU "
+            "smaller than the %d (asset, date) prefixes of the training windows can miss on nearly every step. "
+            "trunk_cache_max_mb=%d would hold them all (%.1f MiB each).",
+            len(cache.entries),
+            cache.size_bytes / 2**20,
+            days,
+            int(days * entry_mb) + 1,
+            entry_mb,
+        )
 
     def _reduce(self, stats: dict[str, float]) -> dict[str, float]:
         """Mean of each statistic over the ranks (each rank rolled out its own environments)."""
