@@ -90,13 +90,14 @@ BATCHES = {
 }
 
 
+@pytest.mark.parametrize("batch_suffixes", [True, False], ids=["batched", "per_row"])
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize("rows", list(BATCHES.values()), ids=list(BATCHES))
-def test_cached_and_plain_paths_agree(tiny_tokenizer, rows, attention):
+def test_cached_and_plain_paths_agree(tiny_tokenizer, rows, attention, batch_suffixes):
     policy = make_policy(tiny_tokenizer)
     policy.backbone.config._attn_implementation = attention
     prompts, masks = make_prompts(len(tiny_tokenizer), rows), action_masks(len(rows))
-    cache = TrunkCache(max_mb=16)
+    cache = TrunkCache(max_mb=16, batch_suffixes=batch_suffixes)
     with torch.no_grad():
         assert_same_outputs(plain_outputs(policy, prompts, masks), fast_outputs(policy, prompts, masks, cache))
         # h1 itself, position by position (padding excluded).

@@ -1,0 +1,283 @@
+"""PPO throughput of FLAG-Trader training: every speed-up off (the naive loop) against every speed-up on.
+
+    HF_HUB_OFFLINE=1 python benchmarks/ppo_throughput.py                       # MSFT from skfolio, 40 steps, 1 env
+    HF_HUB_OFFLINE=1 python benchmarks/ppo_throughput.py --assets MSFT,JNJ --steps 32 --num_envs 2
+    HF_HUB_OFFLINE=1 python benchmarks/ppo_throughput.py --dataset data/investorbench --assets MSFT   # with news
+
+One process, the real SmolLM2-135M-Instruct (offline copy, `dtype auto`: float32 on CPUs without native bf16) and
+the paper's settings (Table 3: 2 trainable layers, minibatch 32, 8 accumulation steps, KL to the reference, 512-token
+prompts), the same seed; one PPO iteration of `--steps` environment steps per run:
+
+- naive: `use_trunk_cache`, `reuse_rollout_hidden_states` and `last_token_top_layer` off, and the reference policy run
+  as a separate model would be (its own pass through the frozen layers): a full forward for the rollout, another for
+  the reference, and a full forward + backward again in the update;
+- fast, cold: every speed-up on, the trunk cache empty (each market prefix is computed on first sight);
+- fast, warm: the same run again on the same frozen trunk, its cache now holding the prefixes of those dates. This is
+  the steady state of a real run, where episodes revisit the same (asset, date) prefixes: the paper's 13,860 steps on
+  one asset's ~64-day window compute each prefix once, then hit the cache on >99% of the steps.
+
+It prints environment steps per second of each run and their ratios, the peak RSS, the trunk cache's size, the largest
+difference of log-probabilities, values and KL between the naive and the fast computation on the same states, and of
+the logged losses between the runs; then an estimate of the paper's full budget from the measured per-step costs.
+Timings on a machine shared with other jobs vary from run to run: the ratios, measured minutes apart in one process,
+are the figures to read. By default the benchmark uses only the cores that other jobs leave idle: with every core
+busy, each of the thousands of parallel regions of a forward waits for a descheduled thread (we measured the same
+forward 7x slower with 2 threads than with 1 while another job held one of the 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import tempfile
+import time
+
+import torch
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from flagtrl.backtest import split_windows  # noqa: E402
+from flagtrl.data.schema import market_series  # noqa: E402
+from flagtrl.envs.trading_env import TradingEnv  # noqa: E402
+from flagtrl.models import FlagPolicy  # noqa: E402
+from flagtrl.models.loading import SMOLLM2_ID, load_backbone, load_tokenizer  # noqa: E402
+from flagtrl.models.trunk_cache import TrunkCache  # noqa: E402
+from flagtrl.prompt import PromptBuilder  # noqa: E402
+from flagtrl.trainer.ppo_flag_config import FlagPPOConfig  # noqa: E402
+from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer  # noqa: E402
+from flagtrl.trainer.ppo_math import categorical_kl, masked_log_softmax  # noqa: E402
+
+
+PAPER_TOTAL_TIMESTEPS = 13860
+SPEEDUPS_OFF = dict(use_trunk_cache=False, reuse_rollout_hidden_states=False, last_token_top_layer=False)
+LOSS_KEYS = ("objective/loss", "policy/loss", "value/loss", "objective/kl", "policy/entropy")
+
+
+class NaiveReferenceTrainer(FlagPPOTrainer):
+    """The naive loop's reference policy: a separate model, so its own full forward through the frozen layers."""
+
+    @torch.no_grad()
+    def _policy_step(self, prompts, masks, with_reference, frozen=None):
+        out = super()._policy_step(prompts, masks, False, frozen)
+        if with_reference:
+            policy, reference = self.model, self.model.reference
+            batch = policy.collate(prompts, self.pad_token_id)
+            hidden = policy.frozen_forward(batch["input_ids"], batch["attention_mask"])
+            ref_hidden = policy._top_forward(reference["layers"], reference["norm"], hidden, batch["attention_mask"])
+            out.ref_log_probs = masked_log_softmax(reference["policy_head"](ref_hidden), masks.to(policy.device))
+        return out
+
+
+def prepare_dataset(path: str | None, assets: list[str]):
+    if path:
+        from datasets import load_from_disk
+
+        return load_from_disk(path)
+    from flagtrl.data.builder import build_market_dataset, save_market_dataset
+    from flagtrl.data.sources import SKFOLIO_CARD, clip_dates, read_skfolio
+
+    rows = clip_dates(read_skfolio(assets), "2019-01-01", "2021-05-06")
+    dataset = build_market_dataset(rows, source="skfolio")
+    folder = tempfile.mkdtemp(prefix="flagtrl-bench-")
+    save_market_dataset(dataset, folder, SKFOLIO_CARD)
+    print(f"dataset: skfolio adjusted closes of {','.join(assets)} (paper windows), written to {folder}")
+    return dataset
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def make_config(args, output_dir: str, **overrides) -> FlagPPOConfig:
+    num_steps = max(1, args.steps // args.num_envs)
+    settings = dict(
+        output_dir=output_dir,
+        assets=args.assets,
+        num_envs=args.num_envs,
+        num_steps=num_steps,
+        total_timesteps=num_steps * args.num_envs,  # one PPO iteration; the rest is Table 3's defaults
+        max_prompt_tokens=args.max_prompt_tokens,
+        seed=args.seed,
+        disable_tqdm=True,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=1,
+    )
+    settings.update(overrides)
+    return FlagPPOConfig(**settings)
+
+
+def build_policy(backbone, tokenizer, seed: int) -> FlagPolicy:
+    torch.manual_seed(seed)  # the value head's initialisation
+    return FlagPolicy.from_backbone(backbone, tokenizer, num_trainable_layers=2)
+
+
+def timed_train(trainer: FlagPPOTrainer) -> tuple[float, dict]:
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    logs = [entry for entry in trainer.state.log_history if "policy/entropy" in entry]
+    return seconds, logs[-1]
+
+
+def sample_prompts(dataset, tokenizer, builder: PromptBuilder, args, count: int):
+    """`count` states per asset from the training window, reached by random actions (other days than the runs')."""
+    prompts, masks = [], []
+    for asset in args.assets:
+        series = market_series(dataset, asset)
+        env = TradingEnv(series, window=split_windows(dataset, "train", [asset])[asset], episode_length=count)
+        env.reset(seed=args.seed + 99)
+        generator = torch.Generator().manual_seed(args.seed)
+        for _ in range(count):
+            state = env.state()
+            prompts.append(builder.encode(state))
+            masks.append(torch.as_tensor(state.action_mask))
+            valid = torch.as_tensor(state.action_mask, dtype=torch.float)
+            env.step(int(torch.multinomial(valid, 1, generator=generator)))
+    return prompts, torch.stack(masks).bool()
+
+
+@torch.no_grad()
+def path_differences(policy: FlagPolicy, prompts, masks) -> dict[str, float]:
+    """Largest |naive - fast| of log pi, V and KL(pi || pi_ref) on the same states and weights (cold, then warm)."""
+    naive_last_token = policy.last_token_top_layer
+    policy.last_token_top_layer = False
+    outputs = []
+    for prompt, mask in zip(prompts, masks):
+        batch = policy.collate([prompt])
+        outputs.append(policy(batch["input_ids"], batch["attention_mask"], mask[None], with_reference=True))
+    policy.last_token_top_layer = True
+    cache = TrunkCache()
+    differences = {"log_probs": 0.0, "values": 0.0, "kl": 0.0}
+    for _ in ("cold", "warm"):
+        for start in range(0, len(prompts), 4):
+            rows = prompts[start : start + 4]
+            hidden, attention_mask = policy.frozen_states(rows, cache).padded()
+            fast = policy(None, attention_mask, masks[start : start + 4], with_reference=True, frozen_hidden=hidden)
+            for offset, naive in enumerate(outputs[start : start + 4]):
+                valid = masks[start + offset]
+                fast_lp, naive_lp = fast.log_probs[offset][valid], naive.log_probs[0][valid]
+                differences["log_probs"] = max(differences["log_probs"], float((fast_lp - naive_lp).abs().max()))
+                differences["values"] = max(
+                    differences["values"], float((fast.values[offset] - naive.values[0]).abs())
+                )
+                kl_fast = categorical_kl(fast.log_probs[offset], fast.ref_log_probs[offset])
+                kl_naive = categorical_kl(naive.log_probs[0], naive.ref_log_probs[0])
+                differences["kl"] = max(differences["kl"], float((kl_fast - kl_naive).abs()))
+    policy.last_token_top_layer = naive_last_token
+    return differences
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assets", default="MSFT", help="Comma-separated assets (environment i trades asset i %% n).")
+    parser.add_argument("--steps", type=int, default=40, help="Environment steps of each run (one PPO iteration).")
+    parser.add_argument("--num_envs", type=int, default=1, help="Environments stepped together (paper: 1).")
+    parser.add_argument("--dataset", default=None, help="A prepared market dataset; default: skfolio prices.")
+    parser.add_argument("--max_prompt_tokens", type=int, default=512, help="Prompt budget (the recipes' 512).")
+    parser.add_argument("--check_states", type=int, default=4, help="States per asset of the log-prob comparison.")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads; 0: one per core left idle by other jobs (load average)."
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    args.assets = [a.strip().upper() for a in args.assets.split(",")]
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(args.threads or max(1, min(cores, cores - round(os.getloadavg()[0]))))
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} "
+        f"(other jobs on this machine slow every run)"
+    )
+    dataset = prepare_dataset(args.dataset, args.assets)
+    tokenizer = load_tokenizer(SMOLLM2_ID)
+    output_dir = tempfile.mkdtemp(prefix="flagtrl-bench-out-")
+
+    # --- fast: every speed-up on; cold cache, then the same run on a warm cache ------------------------------------
+    backbone = load_backbone(SMOLLM2_ID)
+    print(f"model: {SMOLLM2_ID}, {backbone.dtype}, {backbone.config.num_hidden_layers} layers (2 trainable)")
+    policy = build_policy(backbone, tokenizer, args.seed)
+    initial_adapter = {k: v.clone() for k, v in policy.adapter_state_dict().items()}  # a copy, not views
+    cold = FlagPPOTrainer(policy, make_config(args, output_dir), dataset, processing_class=tokenizer)
+    cold_seconds, cold_log = timed_train(cold)
+    cache: TrunkCache = cold.trunk_cache
+    cold_misses, prefix_mb = cache.misses, cache.size_bytes / 2**20 / max(1, len(cache))
+    policy.load_adapter_state_dict(initial_adapter)  # same starting weights, same frozen trunk (the cache stays valid)
+    warm = FlagPPOTrainer(policy, make_config(args, output_dir), dataset, processing_class=tokenizer)
+    warm.trunk_cache = cache
+    hits_before = cache.hits
+    warm_seconds, warm_log = timed_train(warm)
+    warm_hit_rate = (cache.hits - hits_before) / max(1, cache.hits - hits_before + cache.misses - cold_misses)
+    fast_peak = peak_rss_gib()
+    prompts, masks = sample_prompts(dataset, tokenizer, cold.builder, args, args.check_states)
+    differences = path_differences(policy, prompts, masks)  # on the trained weights
+    batch_size = cold.args.batch_size
+    del cold, warm, policy, backbone, cache
+    gc.collect()
+
+    # --- naive: every speed-up off, the reference as a separate model ------------------------------------------------
+    backbone = load_backbone(SMOLLM2_ID)
+    policy = build_policy(backbone, tokenizer, args.seed)
+    naive = NaiveReferenceTrainer(policy, make_config(args, output_dir, **SPEEDUPS_OFF), dataset, tokenizer)
+    naive_seconds, naive_log = timed_train(naive)
+    naive_peak = peak_rss_gib()
+
+    seconds = {"naive": naive_seconds, "cold": cold_seconds, "warm": warm_seconds}
+    rate = {name: batch_size / s for name, s in seconds.items()}
+    print()
+    print(
+        f"PPO throughput, {batch_size} environment steps per run ({args.num_envs} env(s), {','.join(args.assets)}, "
+        f"{torch.get_num_threads()} thread(s), load average now {os.getloadavg()[0]:.1f})"
+    )
+    print(f"{'run':<30}{'env steps/s':>12}{'s/step':>8}{'rollout s':>11}{'update s':>10}{'vs naive':>10}")
+    for name, label, log in (
+        ("naive", "naive (every speed-up off)", naive_log),
+        ("cold", "fast, cold trunk cache", cold_log),
+        ("warm", "fast, warm trunk cache", warm_log),
+    ):
+        rollout = log["time/rollout_seconds"]
+        print(
+            f"{label:<30}{rate[name]:>12.3f}{1 / rate[name]:>8.2f}{rollout:>11.1f}{seconds[name] - rollout:>10.1f}"
+            f"{rate[name] / rate['naive']:>9.1f}x"
+        )
+    print(f"speed-up (steady state, warm cache): {rate['warm'] / rate['naive']:.1f}x")
+    print(
+        f"trunk cache: {cold_misses} prefixes computed in the cold run, {prefix_mb:.1f} MiB each; "
+        f"warm-run hit rate {warm_hit_rate:.0%}"
+    )
+    print(
+        f"peak RSS: {fast_peak:.2f} GiB after the fast runs, {naive_peak:.2f} GiB after the naive run (process-wide)"
+    )
+    print(
+        f"equivalence on {len(prompts)} states (trained weights, naive vs fast, cold and warm cache): "
+        f"max |d log pi| {differences['log_probs']:.2e}, max |d V| {differences['values']:.2e}, "
+        f"max |d KL| {differences['kl']:.2e}"
+    )
+    loss_diffs = {k: max(abs(naive_log[k] - cold_log[k]), abs(naive_log[k] - warm_log[k])) for k in LOSS_KEYS}
+    same_actions = (
+        naive_log["objective/reward_mean"] == cold_log["objective/reward_mean"] == warm_log["objective/reward_mean"]
+    )
+    print(
+        "losses, naive vs fast runs (same seed): "
+        + ", ".join(f"{k} {naive_log[k]:.5f} (max diff {d:.1e})" for k, d in loss_diffs.items())
+        + f"; same actions: {same_actions}"
+    )
+    # Paper budget: every step at the warm rate, plus each distinct (asset, date) prefix computed once.
+    prefix_seconds = max(0.0, (cold_seconds - warm_seconds) / max(1, cold_misses))
+    windows = [market_series(dataset, a).window(*split_windows(dataset, "train", [a])[a]) for a in args.assets]
+    days = sum(last - first + 1 for first, last in windows)
+    fast_total = PAPER_TOTAL_TIMESTEPS / rate["warm"] + days * prefix_seconds
+    print(
+        f"paper budget ({PAPER_TOTAL_TIMESTEPS} steps): naive {PAPER_TOTAL_TIMESTEPS / rate['naive'] / 3600:.1f} h, "
+        f"fast {fast_total / 3600:.1f} h ({days} prefixes x {prefix_seconds:.1f} s + steps at the warm rate; "
+        f"trunk cache {days * prefix_mb:.0f} MiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
