@@ -26,6 +26,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -301,7 +302,7 @@ class FlagPolicy(nn.Module):
     def action_probabilities(self, prompts: list[EncodedPrompt], action_masks, pad_token_id: int = 0) -> torch.Tensor:
         """pi(.|s) for a batch of encoded prompts (inference helper for agents and tests)."""
         batch = self.collate(prompts, pad_token_id)
-        mask = torch.as_tensor(action_masks, device=self.device)
+        mask = torch.as_tensor(np.asarray(action_masks), device=self.device)
         return self(batch["input_ids"], batch["attention_mask"], mask).log_probs.exp()
 
     # --- building and saving -------------------------------------------------------------------------------------
@@ -348,7 +349,8 @@ class FlagPolicy(nn.Module):
             state.update(
                 {f"reference.policy_head.{k}": v for k, v in self.reference["policy_head"].state_dict().items()}
             )
-        return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        # Copies, not views: a snapshot taken before training must not change with the live weights.
+        return {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}
 
     def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         expected = set(self.adapter_state_dict())
