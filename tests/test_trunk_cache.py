@@ -269,3 +269,35 @@ def test_training_with_and_without_speedups_follows_the_same_losses(tiny_tokeniz
         assert fast_entry["objective/reward_mean"] == plain_entry["objective/reward_mean"]  # same actions taken
     for key, tensor in plain.model.adapter_state_dict().items():
         torch.testing.assert_close(fast.model.adapter_state_dict()[key], tensor, atol=1e-5, rtol=1e-4, msg=key)
+
+
+# --- slow: the real SmolLM2-135M --------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_smollm2_cached_and_plain_paths_agree_on_real_prompts():
+    from flagtrl.backtest import split_windows
+    from flagtrl.data.schema import list_assets, market_series
+    from flagtrl.envs.trading_env import TradingEnv
+    from flagtrl.models.loading import SMOLLM2_ID, load_backbone, load_tokenizer
+    from flagtrl.prompt import PromptBuilder, PromptConfig
+
+    tokenizer = load_tokenizer(SMOLLM2_ID)
+    policy = FlagPolicy.from_backbone(load_backbone(SMOLLM2_ID), tokenizer, num_trainable_layers=2)
+    dataset = make_synthetic_dataset(seed=0)
+    builder = PromptBuilder(tokenizer, PromptConfig(max_prompt_tokens=512))
+    prompts, masks = [], []
+    for asset in list_assets(dataset["train"])[:2]:
+        env = TradingEnv(market_series(dataset, asset), window=split_windows(dataset, "train", [asset])[asset])
+        env.reset(seed=0)
+        for action in (2, 1):  # buy, then hold: two account states on consecutive days
+            state = env.state()
+            prompts.append(builder.encode(state))
+            masks.append(torch.as_tensor(state.action_mask))
+            env.step(action)
+    masks = torch.stack(masks).bool()
+    assert all(len(p.market_ids) > 50 and len(p.account_ids) > 50 for p in prompts)
+    cache = TrunkCache()
+    with torch.no_grad():
+        plain = plain_outputs(policy, prompts, masks)
+        for _ in ("miss", "hit"):
+            assert_same_outputs(plain, fast_outputs(policy, prompts, masks, cache))
+    assert cache.hits == len(prompts) and cache.misses == len(prompts)
