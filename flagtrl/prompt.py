@@ -5,7 +5,9 @@ the account status; the previous decisions), (4) the output format. The prompt i
 
 - the *market prefix*: task, actions and market JSON; it depends only on (asset, date) and the trading mode (which
   words the actions), so the frozen layers' work on it can be cached and shared by every episode that meets that date;
-- the *account suffix*: account JSON, previous decisions, the output format and the assistant turn's opening.
+- the *account suffix*: account JSON with the previous decisions, and the assistant turn's opening.
+
+The task, the actions and the output format form the system turn; the state JSON (market, then account) the user turn.
 
 Both segments are tokenised separately and concatenated, so the prefix's tokens are identical for every episode on a
 date. A hard token budget is enforced by dropping news, then filings, then shortening the price history.
@@ -21,7 +23,7 @@ from .actions import ACTIONS
 from .envs.trading_env import TradingState
 
 
-PROMPT_VERSION = "flag-v1"
+PROMPT_VERSION = "flag-v2"  # v2: compact JSON and rounded account numbers (SmolLM2 spends a token per digit)
 ACCOUNT_MARKER = "Account state:"
 _SENTIMENT_TAG = "(Sentiment:"
 
@@ -115,7 +117,7 @@ def market_data(state: TradingState, config: PromptConfig, price_days: int, news
     data = {
         "asset": state.asset,
         "date": state.date,
-        "recent_prices": {d: round(float(p), 4) for d, p in zip(dates, prices)},
+        "recent_prices": {d: round(float(p), 2) for d, p in zip(dates, prices)},
     }
     if news_items and state.news:
         data["news"] = select_news(state.news, news_items, config.max_news_chars)
@@ -128,12 +130,14 @@ def account_data(state: TradingState, config: PromptConfig, history: int | None 
     """The account part of the state: balances and the previous decision metrics (depends on the episode)."""
     k = config.decision_history if history is None else history
     return {
-        "cash_balance": round(state.cash, 2),
-        "asset_position": round(state.shares, 6),
-        "total_account_value": round(state.account_value, 2),
+        # Whole currency units and 3-decimal rewards: each digit is a token, and the account suffix is what every
+        # step pays for in the frozen layers (the market prefix is cached).
+        "cash_balance": round(state.cash),
+        "asset_position": round(state.shares, 4),
+        "total_account_value": round(state.account_value),
         "previous_actions": state.past_actions[-k:],
-        "previous_rewards": [round(r, 4) for r in state.past_rewards[-k:]],
-        "previous_net_values": [round(v, 2) for v in state.past_values[-k:]],
+        "previous_rewards": [round(r, 3) for r in state.past_rewards[-k:]],
+        "previous_net_values": [round(v) for v in state.past_values[-k:]],
         "valid_actions": [a for a, ok in zip(ACTIONS, state.action_mask) if ok],
     }
 
@@ -148,11 +152,13 @@ def build_messages(
         [
             TASK_DESCRIPTION.format(asset=state.asset, asset_class=state.asset_class),
             ACTIONS_DESCRIPTION[state.mode].format(asset=state.asset),
+            # The output format sits in the system turn, part of the cached market prefix, not the per-step suffix.
+            OUTPUT_FORMAT,
         ]
     )
     user = (
-        f"Market state:\n{json.dumps(market, ensure_ascii=False)}\n\n"
-        f"{ACCOUNT_MARKER}\n{json.dumps(account_data(state, config, history))}\n\n{OUTPUT_FORMAT}"
+        f"Market state:\n{json.dumps(market, ensure_ascii=False, separators=(',', ':'))}\n\n"
+        f"{ACCOUNT_MARKER}\n{json.dumps(account_data(state, config, history), separators=(',', ':'))}"
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

@@ -21,7 +21,7 @@ from flagtrl.envs import TradingEnv
 from flagtrl.models import FlagPolicy
 from flagtrl.models.flag_policy import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME
 from flagtrl.models.loading import load_backbone
-from flagtrl.prompt import PromptBuilder, PromptConfig
+from flagtrl.prompt import PROMPT_VERSION, PromptBuilder, PromptConfig
 
 
 ALL_VALID = [[1, 1, 1]]
@@ -160,7 +160,7 @@ def test_save_pretrained_writes_config_and_weights(policy, tmp_path):
     assert flag["num_trainable_layers"] == 2
     assert flag["action_tokens"] == ["sell", "hold", "buy"]
     assert flag["action_token_ids"] == policy.config_flag.action_token_ids
-    assert flag["prompt_version"] == "flag-v1"
+    assert flag["prompt_version"] == PROMPT_VERSION
     weights = load_file(str(tmp_path / ADAPTER_WEIGHTS_NAME))
     # The layer split: layers 2 and 3 of 4 are in the adapter, 0 and 1 (frozen) and the embeddings are not.
     layer_indices = {int(k.split(".")[1]) for k in weights if k.startswith("layers.")}

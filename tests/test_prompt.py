@@ -62,7 +62,7 @@ def market_json(text: str) -> dict:
 
 
 def account_json(text: str) -> dict:
-    line = text.split(ACCOUNT_MARKER + "\n", 1)[1].split("\n", 1)[0]
+    line = text.split(ACCOUNT_MARKER + "\n", 1)[1].split("\n", 1)[0].split("<|im_end|>", 1)[0]
     return json.loads(line)
 
 
@@ -96,9 +96,9 @@ def test_prompt_has_the_four_parts(tiny_tokenizer):
     assert account_state["previous_rewards"] == [0.0, 0.25]
     assert account_state["previous_net_values"] == [100_000.0, 101_000.0]
     assert account_state["valid_actions"] == ["sell", "hold"]
-    # (4) the output format, then the assistant turn is opened
-    assert OUTPUT_FORMAT in account
-    assert '{"action": "buy"}' in account
+    # (4) the output format (in the system turn, so it is part of the cached prefix), then the assistant turn opens
+    assert OUTPUT_FORMAT in market
+    assert '{"action": "buy"}' in market
     assert text.endswith("<|im_start|>assistant\n")
     # The split point: the market part holds no account data, the account part starts at the marker.
     assert account.startswith(ACCOUNT_MARKER)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from ..envs.trading_env import TradingState
 from ..models.flag_policy import FlagPolicy, resolve_adapter_folder
-from ..prompt import PromptBuilder, PromptConfig
+from ..prompt import PROMPT_VERSION, PromptBuilder, PromptConfig
+
+
+logger = logging.getLogger(__name__)
 
 
 class FlagAgent:
@@ -39,6 +44,13 @@ class FlagAgent:
 
         folder = resolve_adapter_folder(adapter_name_or_path)
         policy = FlagPolicy.from_pretrained(folder, with_reference=False, **kwargs)
+        if policy.config_flag.prompt_version != PROMPT_VERSION:
+            logger.warning(
+                "%s was trained with prompt %s; this flagtrl renders prompt %s, so its inputs differ from training.",
+                adapter_name_or_path,
+                policy.config_flag.prompt_version,
+                PROMPT_VERSION,
+            )
         if (folder / "tokenizer_config.json").exists():
             tokenizer = AutoTokenizer.from_pretrained(folder)
         else:
