@@ -18,8 +18,7 @@ from flagtrl.data.builder import (
     MarketDatasetArguments,
     build_market_dataset,
     parse_windows,
-    push_market_dataset,
-    save_market_dataset,
+    write_market_dataset,
 )
 from flagtrl.data.sources import INVESTORBENCH_CARD, read_investorbench
 
@@ -38,13 +37,7 @@ def main(source_args: InvestorBenchArguments, output_args: MarketDatasetArgument
     dataset = build_market_dataset(rows, windows, min_window_days=output_args.min_window_days, source="investorbench")
 
     card = dataclasses.replace(INVESTORBENCH_CARD, prepare_command=shlex.join(["python", *sys.argv]))
-    save_market_dataset(dataset, output_args.output_dir, card, windows)
-    print(
-        f"Wrote {output_args.output_dir}: " + ", ".join(f"{name} {len(split)} rows" for name, split in dataset.items())
-    )
-    if output_args.push_to_hub:
-        url = push_market_dataset(dataset, output_args.repo_id, card, windows, private=output_args.private)
-        print(f"Pushed to {url}")
+    write_market_dataset(dataset, output_args, card, windows)
 
 
 if __name__ == "__main__":

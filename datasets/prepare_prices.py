@@ -23,8 +23,7 @@ from flagtrl.data.builder import (
     MarketDatasetArguments,
     build_market_dataset,
     parse_windows,
-    push_market_dataset,
-    save_market_dataset,
+    write_market_dataset,
 )
 from flagtrl.data.sources import (
     SKFOLIO_CARD,
@@ -77,13 +76,7 @@ def main(source_args: PriceSourceArguments, output_args: MarketDatasetArguments)
     )
 
     card = dataclasses.replace(card, prepare_command=shlex.join(["python", *sys.argv]))
-    save_market_dataset(dataset, output_args.output_dir, card, windows)
-    print(
-        f"Wrote {output_args.output_dir}: " + ", ".join(f"{name} {len(split)} rows" for name, split in dataset.items())
-    )
-    if output_args.push_to_hub:
-        url = push_market_dataset(dataset, output_args.repo_id, card, windows, private=output_args.private)
-        print(f"Pushed to {url}")
+    write_market_dataset(dataset, output_args, card, windows)
 
 
 if __name__ == "__main__":

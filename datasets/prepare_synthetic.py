@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from flagtrl.data.builder import MarketDatasetArguments, parse_windows, push_market_dataset, save_market_dataset
+from flagtrl.data.builder import MarketDatasetArguments, parse_windows, write_market_dataset
 from flagtrl.data.synthetic import make_synthetic_dataset, synthetic_card
 
 
@@ -46,13 +46,7 @@ def main(source_args: SyntheticArguments, output_args: MarketDatasetArguments) -
     card = dataclasses.replace(
         synthetic_card(source_args.seed, accuracy), prepare_command=shlex.join(["python", *sys.argv])
     )
-    save_market_dataset(dataset, output_args.output_dir, card, windows)
-    print(
-        f"Wrote {output_args.output_dir}: " + ", ".join(f"{name} {len(split)} rows" for name, split in dataset.items())
-    )
-    if output_args.push_to_hub:
-        url = push_market_dataset(dataset, output_args.repo_id, card, windows, private=output_args.private)
-        print(f"Pushed to {url}")
+    write_market_dataset(dataset, output_args, card, windows)
 
 
 if __name__ == "__main__":

@@ -403,3 +403,16 @@ class MarketDatasetArguments:
     def __post_init__(self):
         if self.push_to_hub and not self.repo_id:
             raise ValueError("--push_to_hub needs --repo_id (e.g. `--repo_id your-name/investorbench-episodes`).")
+
+
+def write_market_dataset(
+    dataset: DatasetDict, output_args: MarketDatasetArguments, info: DatasetCardInfo, windows: Windows
+) -> None:
+    """What every preparation script ends with: save the dataset and its card, report it, push it when asked."""
+    save_market_dataset(dataset, output_args.output_dir, info, windows)
+    print(
+        f"Wrote {output_args.output_dir}: " + ", ".join(f"{name} {len(split)} rows" for name, split in dataset.items())
+    )
+    if output_args.push_to_hub:
+        url = push_market_dataset(dataset, output_args.repo_id, info, windows, private=output_args.private)
+        print(f"Pushed to {url}")
