@@ -26,7 +26,8 @@ WINDOWS_FILE = "flagtrl_windows.json"
 
 MARKET_FEATURES = Features(
     {
-        "date": Value("string"),  # ISO `YYYY-MM-DD`; string so that it round-trips through JSON, CSV and the Hub viewer
+        # ISO `YYYY-MM-DD`, a string so that it round-trips through JSON, CSV and the Hub viewer
+        "date": Value("string"),
         "asset": Value("string"),  # ticker, upper case: `MSFT`, `BTC`
         "asset_class": Value("string"),  # one of ASSET_CLASSES
         "close": Value("float64"),
@@ -116,7 +117,9 @@ def load_market_dataset(path: str | Path) -> DatasetDict:
     if isinstance(dataset, Dataset):
         dataset = DatasetDict({FULL_SPLIT: dataset})
     if FULL_SPLIT not in dataset:
-        raise ValueError(f"Dataset {path} has splits {list(dataset)}; a flagtrl market dataset has a `{FULL_SPLIT}` split.")
+        raise ValueError(
+            f"Dataset {path} has splits {list(dataset)}; a flagtrl market dataset has a `{FULL_SPLIT}` split."
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset[FULL_SPLIT].column_names]
     if missing:
         raise ValueError(f"Dataset {path} lacks the column(s) {missing} of the flagtrl schema.")
