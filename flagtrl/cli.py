@@ -59,7 +59,9 @@ def make_agent(spec: str, seed: int = 0):
         return make_baseline(spec, seed=seed)
     if spec in BASELINE_AGENTS:
         return make_baseline(spec)
-    raise ValueError(f"Unknown agent {spec!r}: use one of {sorted(BASELINE_AGENTS)} or flag:<adapter folder or Hub id>.")
+    raise ValueError(
+        f"Unknown agent {spec!r}: use one of {sorted(BASELINE_AGENTS)} or flag:<adapter folder or Hub id>."
+    )
 
 
 def backtest(argv: list[str]) -> int:

@@ -38,7 +38,7 @@ def build_tiny_tokenizer():
     corpus = [
         "You are a professional trader. Actions: buy sell hold. Market state: recent_prices news filings",
         'Account state: cash_balance asset_position total_account_value previous_actions {"action": "buy"}',
-        "0123456789 . , : ; { } [ ] \" - (Sentiment: positive) (Sentiment: negative) (Sentiment: neutral)",
+        '0123456789 . , : ; { } [ ] " - (Sentiment: positive) (Sentiment: negative) (Sentiment: neutral)',
     ] * 20
     backend.train_from_iterator(corpus, trainer)
     backend.add_tokens(["buy", "sell", "hold"])
