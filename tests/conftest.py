@@ -73,6 +73,32 @@ def build_tiny_llama(vocab_size: int, num_layers: int = 4, seed: int = 0):
     return LlamaForCausalLM(config)
 
 
+def tiny_ppo_config(output_dir, **overrides):
+    """A `FlagPPOConfig` small enough for CPU unit tests: 2 environments, 4 steps a rollout, 3 PPO iterations,
+    episodes of 6 steps (they cross rollout boundaries), fp32, no saving, evaluation or trackers."""
+    from flagtrl.trainer.ppo_flag_config import FlagPPOConfig
+
+    settings = dict(
+        output_dir=str(output_dir),
+        num_envs=2,
+        num_steps=4,
+        total_timesteps=3 * 2 * 4,
+        max_episode_steps=6,
+        minibatch_size=4,
+        gradient_accumulation_steps=2,
+        max_prompt_tokens=1024,
+        use_cpu=True,
+        bf16=False,
+        disable_tqdm=True,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        seed=0,
+    )
+    settings.update(overrides)
+    return FlagPPOConfig(**settings)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return build_tiny_tokenizer()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_llama
+from conftest import build_tiny_llama, tiny_ppo_config
 from transformers import TrainerCallback
 
 from flagtrl.backtest import split_windows
@@ -29,25 +29,7 @@ TINY_BASE = "tiny-org/tiny-llama"
 
 def tiny_config(output_dir: Path, **overrides) -> FlagPPOConfig:
     """Two environments, four steps a rollout, three PPO iterations; episodes of 6 steps cross rollout boundaries."""
-    settings = dict(
-        output_dir=str(output_dir),
-        num_envs=2,
-        num_steps=4,
-        total_timesteps=3 * 2 * 4,
-        max_episode_steps=6,
-        minibatch_size=4,
-        gradient_accumulation_steps=2,
-        max_prompt_tokens=1024,
-        use_cpu=True,
-        bf16=False,
-        disable_tqdm=True,
-        report_to="none",
-        save_strategy="no",
-        eval_strategy="no",
-        seed=0,
-    )
-    settings.update(overrides)
-    return FlagPPOConfig(**settings)
+    return tiny_ppo_config(output_dir, **overrides)
 
 
 def tiny_policy(tokenizer, seed: int = 0) -> FlagPolicy:

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_llama
+from conftest import build_tiny_llama, tiny_ppo_config
 
 from flagtrl.data.synthetic import make_synthetic_dataset
 from flagtrl.models import FlagPolicy
 from flagtrl.models.trunk_cache import FrozenStates, PrefixEntry, TrunkCache
 from flagtrl.prompt import EncodedPrompt
-from flagtrl.trainer.ppo_flag_config import FlagPPOConfig
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
 from flagtrl.trainer.ppo_math import categorical_kl
 
@@ -227,26 +226,13 @@ SPEEDUPS_OFF = dict(use_trunk_cache=False, reuse_rollout_hidden_states=False, la
 
 
 def train_tiny(tokenizer, output_dir: Path, **overrides) -> FlagPPOTrainer:
-    settings = dict(
-        output_dir=str(output_dir),
-        num_envs=3,
-        num_steps=4,
-        total_timesteps=3 * 3 * 4,
-        max_episode_steps=5,
-        minibatch_size=6,
-        gradient_accumulation_steps=2,
-        max_prompt_tokens=1024,
-        use_cpu=True,
-        bf16=False,
-        disable_tqdm=True,
-        report_to="none",
-        save_strategy="no",
-        eval_strategy="no",
-        seed=0,
-    )
+    settings = dict(num_envs=3, total_timesteps=3 * 3 * 4, max_episode_steps=5, minibatch_size=6)
     settings.update(overrides)
     trainer = FlagPPOTrainer(
-        make_policy(tokenizer), FlagPPOConfig(**settings), make_synthetic_dataset(seed=0), processing_class=tokenizer
+        make_policy(tokenizer),
+        tiny_ppo_config(output_dir, **settings),
+        make_synthetic_dataset(seed=0),
+        processing_class=tokenizer,
     )
     trainer.train()
     return trainer
