@@ -99,9 +99,7 @@ class MomentumAgent:
         return masked_distribution(np.eye(3)[HOLD], state.action_mask)
 
 
-BASELINE_AGENTS = {
-    cls.name: cls for cls in (BuyAndHoldAgent, RandomAgent, MovingAverageCrossoverAgent, MomentumAgent)
-}
+BASELINE_AGENTS = {cls.name: cls for cls in (BuyAndHoldAgent, RandomAgent, MovingAverageCrossoverAgent, MomentumAgent)}
 
 
 def make_baseline(name: str, **kwargs):

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..agents.base import TradingAgent
 from ..backtest import run_backtest, split_windows
 from ..data.schema import ASSET_CLASSES, MarketSeries, load_market_dataset, market_series
+from ..prompt import PROMPT_VERSION
 from .config import AgentSpec, BenchmarkConfig, parse_benchmark_config
 from .contamination import ContaminationCheck, check_window, enforce, resolve_cutoff
 
@@ -140,13 +141,16 @@ def run_settings(config: BenchmarkConfig, spec: AgentSpec) -> dict:
     agent.pop("assets")
     agent.pop("seeds")
     agent.pop("knowledge_cutoff")
-    return {
+    settings = {
         "agent": agent,
         "mode": config.mode,
         "transaction_cost_bps": config.transaction_cost_bps,
         "initial_cash": config.initial_cash,
         "risk_free_rate": config.risk_free_rate,
     }
+    if spec.is_llm:  # a changed prompt makes a different LLM agent
+        settings["prompt_version"] = PROMPT_VERSION
+    return settings
 
 
 def settings_fingerprint(settings: dict) -> str:
@@ -286,6 +290,7 @@ def run_benchmark(config: BenchmarkConfig, agent_factory: Callable[[AgentSpec], 
                     status="ok",
                     error=None,
                     settings_fingerprint=fingerprint,
+                    prompt_version=PROMPT_VERSION if spec.is_llm else None,
                     contamination=check.to_dict(),
                     agent_stats=json.loads(json.dumps(stats, default=str)) if stats else None,
                     elapsed_s=round(time.time() - run_started, 3),
