@@ -2,10 +2,11 @@
 
 The trajectory has one row per trading day of the window (dates inclusive): the price, the action decided that day
 (none on the last day, which only closes the books), the position after that decision, and the account (cash, shares,
-value at that day's close) before the decision executes at the next price.
+value at that day's close) before the decision executes at that day's close.
 
+Both conventions credit a decision of day i with the same interval p_i -> p_{i+1} (`flagtrl.envs.trading_env`, timing):
 - `paper` metrics score the *decisions*: position a_i (set on day i) earns a_i * ln(p_{i+1} / p_i), InvestorBench's way.
-- `standard` metrics score the *account*: its equity curve, with execution at the next price and transaction costs.
+- `standard` metrics score the *account*: its equity curve, with transaction costs.
 """
 
 from __future__ import annotations

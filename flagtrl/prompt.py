@@ -23,23 +23,22 @@ from .actions import ACTIONS
 from .envs.trading_env import TradingState
 
 
-PROMPT_VERSION = "flag-v2"  # v2: compact JSON and rounded account numbers (SmolLM2 spends a token per digit)
+PROMPT_VERSION = "flag-v3"  # v2: compact JSON, rounded account numbers; v3: trades at today's close, no reward named
 ACCOUNT_MARKER = "Account state:"
 _SENTIMENT_TAG = "(Sentiment:"
 
 TASK_DESCRIPTION = (
     "You are a professional trader managing a single-asset account. Each trading day you decide one action for "
-    "{asset} ({asset_class}). Your goal is to maximise the long-term return of the account while managing risk "
-    "(the reward is the change of the account's Sharpe ratio)."
+    "{asset} ({asset_class}). Your goal is to maximise the long-term return of the account while managing risk."
 )
 ACTIONS_DESCRIPTION = {
     "paper": (
-        "Actions: buy = invest all cash in {asset} at the next price; sell = sell all shares of {asset} at the next "
-        "price; hold = keep the account as it is."
+        "Actions: buy = invest all cash in {asset} at today's closing price; sell = sell all shares of {asset} at "
+        "today's closing price; hold = keep the account as it is."
     ),
     "position": (
-        "Actions: buy = be long {asset} until the next trading day; sell = be short {asset} until the next trading "
-        "day; hold = stay flat (no position) until the next trading day."
+        "Actions: buy = be long {asset} from today's close to the next trading day's; sell = be short {asset} "
+        "from today's close to the next trading day's; hold = stay flat (no position) until the next trading day."
     ),
 }
 OUTPUT_FORMAT = (

@@ -163,14 +163,15 @@ def test_backtest_trajectory_rows():
     assert result.metrics["standard"].num_periods == 39
     assert result.metrics["paper"].convention == "paper"
     assert result.metrics["standard"].convention == "standard"
-    # Each row's account is the one before its decision: a buy on day i shows as shares on day i + 1.
+    # Each row's account is the one before its decision, which executes at that day's close: a buy on day i shows
+    # as shares on day i + 1, bought at day i's price.
     for before, after in zip(rows, rows[1:]):
         if before["action"] == "buy":
             assert before["cash"] > 0 and after["cash"] == 0.0
-            assert after["shares"] == pytest.approx(before["cash"] / after["price"])
+            assert after["shares"] == pytest.approx(before["cash"] / before["price"])
         if before["action"] == "sell":
             assert after["shares"] == 0.0
-            assert after["cash"] == pytest.approx(before["cash"] + before["shares"] * after["price"])
+            assert after["cash"] == pytest.approx(before["cash"] + before["shares"] * before["price"])
     # The rewards telescope to the final Sharpe ratio of the account's daily pnl.
     pnl = np.diff([row["account_value"] for row in rows])
     sharpe = pnl.mean() / pnl.std(ddof=1)
@@ -194,8 +195,8 @@ def test_buy_and_hold_paper_metrics_by_hand():
     assert paper.sharpe_ratio == pytest.approx(math.log(1.331) / (5 / 252) / volatility)
     # The curve 1, 1 + r_0, (1 + r_0)(1 + r_1), ...: the fall is on day 2, from 1 + ln 1.1 to (1 + ln 1.1)(1 + ln 0.9).
     assert paper.max_drawdown == pytest.approx(-math.log(0.9))
-    # Paper mode: bought at P_1, so the account gains P_4 / P_1.
-    assert result.metrics["standard"].cumulative_return == pytest.approx(133.1 / 110.0 - 1)
+    # Paper mode: bought at day 0's close P_0, so the account gains P_4 / P_0, the interval the paper metric credits.
+    assert result.metrics["standard"].cumulative_return == pytest.approx(133.1 / 100.0 - 1)
     assert [row["action"] for row in result.trajectory] == ["buy", "hold", "hold", "hold", None]
 
 

@@ -66,43 +66,44 @@ def test_check_env_msft(msft_series, mode):
 
 
 def test_paper_mdp_by_hand():
-    env = toy_env()
+    # The decision of day t executes at day t's close and earns P_t -> P_{t+1} (the paper metrics' interval).
+    env = toy_env(reward_kwargs={"sharpe_min_periods": 2})
     obs, info = env.reset(seed=0)
     assert info["date"] == env.series.dates[0]
     assert (env.cash, env.shares, env.account_value) == (100.0, 0.0, 100.0)
 
-    # Day 0: buy executes at the next price P_1 = 20: 100 / 20 = 5 shares, no cash; value at P_1 is 100.
+    # Day 0: buy executes at today's close P_0 = 10: 100 / 10 = 10 shares, no cash; value at P_1 = 20 is 200.
     _, reward, terminated, truncated, info = env.step(BUY)
     assert env.cash == 0.0
-    assert env.shares == pytest.approx(5.0)
-    assert env.account_value == pytest.approx(100.0)
-    assert info["pnl"] == pytest.approx(0.0)
+    assert env.shares == pytest.approx(10.0)
+    assert env.account_value == pytest.approx(200.0)
+    assert info["pnl"] == pytest.approx(100.0)
     assert reward == 0.0  # SR_1 = SR_0 = 0
     assert info["executed_action"] == "buy" and not info["invalid_action"]
-    assert info["state"].cash == 0.0 and info["state"].shares == pytest.approx(5.0)
+    assert info["state"].cash == 0.0 and info["state"].shares == pytest.approx(10.0)
     assert not terminated and not truncated
 
-    # Day 1: hold, account unchanged; its value moves with P_2 = 25: pnl 25.
+    # Day 1: hold, account unchanged; its value moves with P_2 = 25: pnl 50.
     _, reward, _, truncated, info = env.step(HOLD)
-    assert (env.cash, env.shares) == (0.0, pytest.approx(5.0))
-    assert env.account_value == pytest.approx(125.0)
-    assert info["pnl"] == pytest.approx(25.0)
-    # SR_2 of pnl (0, 25) = 12.5 / (12.5 sqrt 2).
-    assert reward == pytest.approx(1 / math.sqrt(2))
+    assert (env.cash, env.shares) == (0.0, pytest.approx(10.0))
+    assert env.account_value == pytest.approx(250.0)
+    assert info["pnl"] == pytest.approx(50.0)
+    # SR_2 of pnl (100, 50): mean 75, std 25 sqrt 2.
+    assert reward == pytest.approx(3 / math.sqrt(2))
     assert not truncated
 
-    # Day 2: sell liquidates at the next price P_3 = 20: cash 100, no shares; pnl -25.
+    # Day 2: sell liquidates at today's close P_2 = 25: cash 250, no shares; the fall to P_3 = 20 is not suffered.
     _, reward, terminated, truncated, info = env.step(SELL)
-    assert env.cash == pytest.approx(100.0)
+    assert env.cash == pytest.approx(250.0)
     assert env.shares == 0.0
-    assert env.account_value == pytest.approx(100.0)
-    assert info["pnl"] == pytest.approx(-25.0)
-    # SR_3 of (0, 25, -25) is 0: R_3 = 0 - 1/sqrt(2).
-    assert reward == pytest.approx(-1 / math.sqrt(2))
+    assert env.account_value == pytest.approx(250.0)
+    assert info["pnl"] == pytest.approx(0.0)
+    # SR_3 of (100, 50, 0) = 50 / 50 = 1: R_3 = 1 - 3/sqrt(2).
+    assert reward == pytest.approx(1 - 3 / math.sqrt(2))
     assert truncated and not terminated
-    assert env.pnl == pytest.approx([0.0, 25.0, -25.0])
+    assert env.pnl == pytest.approx([100.0, 50.0, 0.0])
     assert info["state"].past_actions == ["buy", "hold", "sell"]
-    assert info["state"].past_values == pytest.approx([100.0, 125.0, 100.0])
+    assert info["state"].past_values == pytest.approx([200.0, 250.0, 250.0])
 
 
 def test_hold_keeps_cash_and_earns_zero_reward():
@@ -161,13 +162,13 @@ def test_position_mode_by_hand():
 def test_paper_transaction_costs():
     env = toy_env(transaction_cost_bps=50.0)  # 0.5 %
     env.reset(seed=0)
-    env.step(BUY)
-    assert env.shares == pytest.approx(100.0 * 0.995 / 20.0)
+    env.step(BUY)  # at today's close P_0 = 10
+    assert env.shares == pytest.approx(100.0 * 0.995 / 10.0)
     assert env.cash == 0.0
     env.step(HOLD)
-    assert env.shares == pytest.approx(100.0 * 0.995 / 20.0)
-    env.step(SELL)
-    assert env.cash == pytest.approx(100.0 * 0.995 / 20.0 * 20.0 * 0.995)
+    assert env.shares == pytest.approx(100.0 * 0.995 / 10.0)
+    env.step(SELL)  # at today's close P_2 = 25
+    assert env.cash == pytest.approx(100.0 * 0.995 / 10.0 * 25.0 * 0.995)
     assert env.shares == 0.0
 
 
@@ -233,7 +234,7 @@ def test_invalid_action_is_executed_as_hold():
     _, _, _, _, info = env.step(BUY)  # no cash left
     assert info["invalid_action"] is True
     assert info["executed_action"] == "hold"
-    assert env.shares == pytest.approx(100.0 / 25.0)  # bought at P_2 = 25, unchanged by the invalid buy
+    assert env.shares == pytest.approx(100.0 / 20.0)  # bought at P_1 = 20, unchanged by the invalid buy
     assert info["state"].past_actions == ["hold", "buy", "hold"]
 
 

@@ -4,6 +4,7 @@ from .baselines import (
     BuyAndHoldAgent,
     MomentumAgent,
     MovingAverageCrossoverAgent,
+    NewsSentimentAgent,
     RandomAgent,
     make_baseline,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "BuyAndHoldAgent",
     "MomentumAgent",
     "MovingAverageCrossoverAgent",
+    "NewsSentimentAgent",
     "RandomAgent",
     "TradingAgent",
     "choose_action",

@@ -1,4 +1,6 @@
-"""Classic baselines: buy-and-hold, a seeded random agent, moving-average crossover and momentum."""
+"""Classic baselines: buy-and-hold, a seeded random agent, moving-average crossover, momentum, and a news-sentiment
+rule (the agent that reads the day's news the way the synthetic markets write it: the upper bound of what a policy can
+learn from them)."""
 
 from __future__ import annotations
 
@@ -99,11 +101,38 @@ class MomentumAgent:
         return masked_distribution(np.eye(3)[HOLD], state.action_mask)
 
 
-BASELINE_AGENTS = {cls.name: cls for cls in (BuyAndHoldAgent, RandomAgent, MovingAverageCrossoverAgent, MomentumAgent)}
+class NewsSentimentAgent:
+    """Follow the day's news: buy when its `(Sentiment: positive)` tags outnumber the negative ones, sell when the
+    negative ones do, hold otherwise (no news, neutral or a tie).
+
+    On a synthetic market (`flagtrl.data.synthetic`) the news published on day t forecasts the move that a decision of
+    day t trades, so this agent's edge is what the news accuracy allows: the reference a trained policy is measured
+    against. In `paper` mode sell means liquidate (flat); in `position` mode it means short.
+    """
+
+    name = "news_sentiment"
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def action_distribution(self, state: TradingState) -> np.ndarray:
+        positive = sum("(Sentiment: positive)" in item for item in state.news)
+        negative = sum("(Sentiment: negative)" in item for item in state.news)
+        if positive > negative:
+            return one_hot(BUY, state.action_mask)
+        if negative > positive:
+            return one_hot(SELL, state.action_mask)
+        return one_hot(HOLD, state.action_mask)
+
+
+BASELINE_AGENTS = {
+    cls.name: cls
+    for cls in (BuyAndHoldAgent, RandomAgent, MovingAverageCrossoverAgent, MomentumAgent, NewsSentimentAgent)
+}
 
 
 def make_baseline(name: str, **kwargs):
-    """Build a baseline agent by name (`buy_and_hold`, `random`, `ma_crossover`, `momentum`)."""
+    """Build a baseline agent by name (`buy_and_hold`, `random`, `ma_crossover`, `momentum`, `news_sentiment`)."""
     if name not in BASELINE_AGENTS:
         raise ValueError(f"Unknown agent {name!r}; the baselines are {sorted(BASELINE_AGENTS)}.")
     return BASELINE_AGENTS[name](**kwargs)

@@ -1,22 +1,37 @@
 """The single-asset trading environment: FLAG-Trader's MDP (paper §3) as a `gymnasium.Env`.
 
-State s_t = (market m_t, account b_t). Actions (index: 0 sell, 1 hold, 2 buy):
+State s_t = (market m_t, account b_t). Actions (index: 0 sell, 1 hold, 2 buy).
 
-- `paper` mode (default, the paper's MDP): buy puts all cash into the asset, sell liquidates every share, hold keeps
-  the account; trades execute at the *next* price P_{t+1}. Invalid actions (buy with no cash, sell with no shares) are
-  masked (eq. 8); an invalid action that reaches `step` anyway is executed as hold and reported in `info`.
+**Timing (one convention for the account, the reward and every metric).** The state s_t shows day t's close P_t. The
+decision taken on day t executes at that close P_t (a market-on-close order, InvestorBench's evaluation assumption),
+and the step ends at day t+1's close: the account, the reward and both metric conventions credit the decision with
+the interval P_t -> P_{t+1}, whose log return is ln(P_{t+1} / P_t) — exactly the a_t * ln(p_{t+1} / p_t) that the
+paper's metrics score. The paper's MDP writes the trade at "P_{t+1}"; read with its state indexing (the state after
+the step is valued at P_{t+1}) and its metrics, this is the same interval. News published on day t may forecast that
+interval and nothing later (see `flagtrl.data.synthetic`).
+
+- `paper` mode (the paper's MDP): buy puts all cash into the asset, sell liquidates every share, hold keeps the
+  account. Invalid actions (buy with no cash, sell with no shares) are masked (eq. 8); an invalid action that reaches
+  `step` anyway is executed as hold and reported in `info`.
 - `position` mode (InvestorBench's scoring): the action is the position held from day t to t+1 (long +1 / flat 0 /
   short -1); the account earns a * (P_{t+1} / P_t - 1) on its value.
 
-Transaction costs (basis points of the traded notional) are charged at execution. The reward is the Sharpe
-difference R_t = SR_t - SR_{t-1} over the episode's pnl (`flagtrl.rewards`). The numeric observation satisfies
-gymnasium's API; the full point-in-time state that LLM agents read (prices up to t, the day's news and filings, the
-account and the recent decisions) is `info["state"]`, a `TradingState` built only from data dated on or before t.
+Transaction costs (basis points of the traded notional) are charged at execution. The reward is chosen by name
+(`flagtrl.rewards`): the paper's Sharpe difference (default), the differential Sharpe ratio or the log return.
+
+**Episodes and time limits.** An episode ends with `truncated=True` after `episode_length` steps (a time limit, not
+a state of the MDP: learners should bootstrap the value of the last state, as `FlagPPOTrainer` does) and with
+`terminated=True` only when the account is wiped out (value <= 0, reachable by a short position in `position` mode).
+
+The numeric observation satisfies gymnasium's API; the full point-in-time state that LLM agents read (prices up to t,
+the day's news and filings, the account and the recent decisions) is `info["state"]`, a `TradingState` built only
+from data dated on or before t.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -25,7 +40,10 @@ from gymnasium import spaces
 
 from ..actions import ACTION_VALUES, ACTIONS, BUY, HOLD, SELL, TRADING_MODES, action_mask
 from ..data.schema import MarketSeries
-from ..rewards import sharpe_delta_reward
+from ..rewards import REWARDS, get_reward_function
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -92,6 +110,10 @@ class TradingEnv(gym.Env):
         transaction_cost_bps (`float`, *optional*, defaults to `0.0`): Cost in basis points of the traded notional.
         mode (`str`, *optional*, defaults to `"paper"`): `paper` (all-in/liquidate MDP) or `position` (long/flat/short).
         risk_free (`float`, *optional*, defaults to `0.0`): r_f per step in the Sharpe reward, in account currency.
+        reward (`str`, *optional*, defaults to `"sharpe_delta"`): `sharpe_delta` (paper eq. 3),
+            `differential_sharpe` (Moody & Saffell 2001) or `log_return` (see `flagtrl.rewards`).
+        reward_kwargs (`dict`, *optional*): Parameters of the reward (`sharpe_min_periods`, `dsr_eta`,
+            `dsr_initial_volatility`), passed to `flagtrl.rewards.get_reward_function`.
         price_lookback (`int`, *optional*, defaults to `10`): Past prices in the numeric observation.
         decision_history (`int`, *optional*, defaults to `10`): Past decisions kept in `TradingState`.
     """
@@ -111,6 +133,8 @@ class TradingEnv(gym.Env):
         price_lookback: int = 10,
         decision_history: int = 10,
         render_mode: str | None = None,
+        reward: str = "sharpe_delta",
+        reward_kwargs: dict | None = None,
     ):
         if mode not in TRADING_MODES:
             raise ValueError(f"Unknown trading mode {mode!r}; choose one of {list(TRADING_MODES)}.")
@@ -128,6 +152,19 @@ class TradingEnv(gym.Env):
                 f"{start} → {end} of {series.asset} holds {window_steps + 1}."
             )
         self.episode_length = episode_length if episode_length is not None else window_steps
+        if random_start and self.episode_length == window_steps:
+            logger.warning(
+                "Every episode of %s spans its whole window %s → %s (%d steps): random starts cannot vary it, so each "
+                "episode replays the same path. Use a longer window or shorter episodes to train.",
+                series.asset,
+                series.dates[self.first],
+                series.dates[self.last],
+                window_steps,
+            )
+        if reward not in REWARDS:
+            raise ValueError(f"Unknown reward {reward!r}; choose one of {list(REWARDS)}.")
+        self.reward_name = reward
+        self.reward_function = get_reward_function(reward, risk_free=risk_free, **(reward_kwargs or {}))
         self.random_start = random_start
         self.initial_cash = float(initial_cash)
         self.cost_rate = transaction_cost_bps / 10_000.0
@@ -170,6 +207,7 @@ class TradingEnv(gym.Env):
         self.cash, self.shares, self.position = self.initial_cash, 0.0, 0
         self.account_value = self.initial_cash
         self.pnl: list[float] = []
+        self.account_values: list[float] = [self.initial_cash]
         self.past_actions: list[str] = []
         self.past_rewards: list[float] = []
         self.past_values: list[float] = []
@@ -184,14 +222,16 @@ class TradingEnv(gym.Env):
         executed = HOLD if invalid else action
         price_now, price_next = float(self.series.close[self._t]), float(self.series.close[self._t + 1])
         value_before = self.account_value
+        # The decision of day t executes at day t's close and earns P_t -> P_{t+1} (module docstring: timing).
         if self.mode == "paper":
-            self._execute_paper(executed, price_next)
+            self._execute_paper(executed, price_now)
         else:
-            self._execute_position(executed, price_now, price_next)
+            self._execute_position(executed, price_now)
         self._t += 1
         self.account_value = float(self.cash + self.shares * price_next)
         self.pnl.append(self.account_value - value_before)
-        reward = float(sharpe_delta_reward(self.pnl, self.risk_free))
+        self.account_values.append(self.account_value)
+        reward = float(self.reward_function(np.asarray(self.account_values)))
 
         self.past_actions.append(ACTIONS[executed])
         self.past_rewards.append(reward)
@@ -211,17 +251,17 @@ class TradingEnv(gym.Env):
         return None
 
     # --- the MDP -----------------------------------------------------------------------------------------------
-    def _execute_paper(self, action: int, price_next: float) -> None:
+    def _execute_paper(self, action: int, price: float) -> None:
         if action == BUY:
-            self.shares += self.cash * (1.0 - self.cost_rate) / price_next
+            self.shares += self.cash * (1.0 - self.cost_rate) / price
             self.cash = 0.0
             self.position = 1
         elif action == SELL:
-            self.cash += self.shares * price_next * (1.0 - self.cost_rate)
+            self.cash += self.shares * price * (1.0 - self.cost_rate)
             self.shares = 0.0
             self.position = 0
 
-    def _execute_position(self, action: int, price_now: float, price_next: float) -> None:
+    def _execute_position(self, action: int, price_now: float) -> None:
         # The position is set at today's close and held to the next one (InvestorBench's a_i * ln(p_{i+1} / p_i)).
         target = ACTION_VALUES[action]
         value = self.cash + self.shares * price_now
@@ -283,6 +323,7 @@ class TradingEnv(gym.Env):
         "position",
         "account_value",
         "pnl",
+        "account_values",
         "past_actions",
         "past_rewards",
         "past_values",
@@ -297,6 +338,8 @@ class TradingEnv(gym.Env):
     def set_state(self, state: dict) -> None:
         """Restore what `get_state` returned: the environment continues exactly where it was saved."""
         for name in self._DYNAMIC_STATE:
+            if name == "account_values" and name not in state:  # checkpoints written before rewards had a choice
+                state = {**state, name: [self.initial_cash] + list(np.cumsum(state["pnl"]) + self.initial_cash)}
             setattr(self, name, copy.deepcopy(state[name]))
         self.np_random.bit_generator.state = state["np_random"]
 
