@@ -184,6 +184,36 @@ def test_save_and_load_with_a_fresh_backbone_gives_identical_probabilities(polic
         assert torch.equal(loaded.adapter_state_dict()[key], tensor), key
 
 
+def test_adapter_without_reference_loads_the_pretrained_reference(tiny_llama, tiny_tokenizer, tmp_path):
+    # An inference-only policy saves no reference head. Loading it for training must give the pre-trained policy as
+    # the reference (base layers + the LM head's action rows), not the trained head on base layers.
+    prompts = random_prompts(len(tiny_tokenizer), [7, 4])
+    base = FlagPolicy.from_backbone(tiny_llama, tiny_tokenizer, num_trainable_layers=2, base_model_name_or_path="tiny")
+    initial = probabilities(base, prompts)
+    inference = FlagPolicy(build_tiny_llama(len(tiny_tokenizer)), base.config_flag, with_reference=False)
+    perturb_adapter(inference)
+    inference.save_pretrained(tmp_path / "adapter")
+    assert not any(k.startswith("reference.") for k in load_file(str(tmp_path / "adapter" / ADAPTER_WEIGHTS_NAME)))
+
+    loaded = FlagPolicy.from_pretrained(tmp_path / "adapter", backbone=build_tiny_llama(len(tiny_tokenizer)))
+    batch = loaded.collate(prompts)
+    out = loaded(batch["input_ids"], batch["attention_mask"], with_reference=True)
+    assert torch.allclose(out.ref_log_probs.exp(), initial, atol=1e-6)
+    assert not torch.allclose(out.log_probs.exp(), initial, atol=1e-3)
+
+    random_head = FlagPolicy.from_backbone(
+        build_tiny_llama(len(tiny_tokenizer)), tiny_tokenizer, num_trainable_layers=2, policy_head_init="random"
+    )
+    FlagPolicy(build_tiny_llama(len(tiny_tokenizer)), random_head.config_flag, with_reference=False).save_pretrained(
+        tmp_path / "random"
+    )
+    with pytest.raises(ValueError, match="reference policy cannot be rebuilt"):
+        FlagPolicy.from_pretrained(tmp_path / "random", backbone=build_tiny_llama(len(tiny_tokenizer)))
+    FlagPolicy.from_pretrained(
+        tmp_path / "random", backbone=build_tiny_llama(len(tiny_tokenizer)), with_reference=False
+    )
+
+
 def test_load_backbone_by_path_from_adapter_config(tiny_llama, tiny_tokenizer, tmp_path):
     base_dir = tmp_path / "base"
     tiny_llama.save_pretrained(base_dir)  # before FlagPolicy casts and freezes its layers

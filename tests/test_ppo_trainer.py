@@ -198,6 +198,58 @@ def test_save_model_and_model_card(trained):
     assert "2502.11433" in readme
 
 
+# --- (d') time limits, the KL log, fractional eval_steps ---------------------------------------------------------------
+def test_time_limit_truncation_bootstraps_the_value(tiny_tokenizer, dataset, tmp_path):
+    # Episodes of 6 steps, 4-step rollouts: both environments hit the time limit at step 1 of the second rollout.
+    trainer = make_trainer(tiny_tokenizer, dataset, tmp_path, gamma=0.5, reward="log_return")
+    trainer._state_values = lambda states: torch.full((len(states),), 1000.0)
+    trainer._start_envs()
+    first, second = trainer._rollout(), trainer._rollout()
+    assert first["rewards"].abs().max() < 1.0
+    rewards = second["rewards"].reshape(4, 2)
+    assert torch.all((rewards[1] - 500.0).abs() < 1.0)  # r_T + gamma * V(s_T)
+    assert rewards[[0, 2, 3]].abs().max() < 1.0
+
+
+def test_no_kl_is_logged_without_a_reference(tiny_tokenizer, dataset, tmp_path):
+    trainer = make_trainer(tiny_tokenizer, dataset, tmp_path, kl_coef=0.0, total_timesteps=8)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "policy/entropy" in entry]
+    assert logs and not any("objective/kl" in entry for entry in logs)
+
+
+def test_fractional_eval_steps_is_a_fraction_of_the_run(tiny_tokenizer, dataset, tmp_path):
+    args = tiny_config(tmp_path, total_timesteps=4 * 2 * 4, eval_strategy="steps", eval_steps=0.5)
+    assert args.num_iterations == 4 and args.eval_interval == 2
+    assert tiny_config(tmp_path, eval_strategy="steps", eval_steps=3).eval_interval == 3
+    assert tiny_config(tmp_path).eval_interval is None
+    trainer = make_trainer(
+        tiny_tokenizer,
+        dataset,
+        tmp_path,
+        total_timesteps=4 * 2 * 4,
+        eval_strategy="steps",
+        eval_steps=0.5,
+        eval_max_days=3,
+    )
+    trainer.train()
+    evaluated = sorted({entry["step"] for entry in trainer.state.log_history for k in entry if k.startswith("eval/")})
+    assert evaluated == [2, 4]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"reward": "sharpe"}, "Unknown reward"),
+        ({"reward_scale": 0.0}, "reward_scale"),
+        ({"sharpe_min_periods": 1}, "sharpe_min_periods"),
+    ],
+)
+def test_bad_reward_settings_fail_at_config_time(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(tmp_path, **overrides)
+
+
 # --- (e) evaluation ---------------------------------------------------------------------------------------------------
 def test_evaluate_reports_flag_trader_and_buy_and_hold(trained, dataset):
     trainer, _ = trained

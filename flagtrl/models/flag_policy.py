@@ -375,7 +375,14 @@ class FlagPolicy(nn.Module):
                 target, name = self.reference["policy_head"], rest.partition(".")[2]
             target.get_parameter(name).data.copy_(tensor)
         if self.reference is not None and not any(k.startswith("reference.") for k in state):
-            self.reference["policy_head"].load_state_dict(self.policy_head.state_dict())
+            # An adapter saved without its reference (by an inference-only policy). The reference is the pre-trained
+            # policy: base layers (built in __init__) with the initial head. Copying the *trained* head here would mix
+            # two policies; the initial head is known again only when it came from the LM head's action rows.
+            if self.config_flag.policy_head_init != "lm_head":
+                raise ValueError(
+                    "This adapter holds no reference head and its policy head was initialised at random, so its "
+                    "reference policy cannot be rebuilt: load it with with_reference=False (inference) or train anew."
+                )
 
     def save_pretrained(self, save_directory: str | Path, tokenizer=None) -> None:
         """Write the adapter (safetensors + `adapter_config.json`, and the tokenizer when given)."""

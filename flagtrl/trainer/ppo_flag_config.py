@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from trl.trainer.base_config import _BaseConfig
@@ -50,6 +51,19 @@ class FlagPPOConfig(_BaseConfig):
         trading_mode (`str`, *optional*, defaults to `"paper"`): `paper` or `position`.
         initial_cash (`float`, *optional*, defaults to `100000.0`): Starting cash of each episode.
         transaction_cost_bps (`float`, *optional*, defaults to `0.0`): Trading cost in basis points.
+        reward (`str`, *optional*, defaults to `"sharpe_delta"`): The step reward (`flagtrl.rewards`):
+            `sharpe_delta` (the paper's eq. 3), `differential_sharpe` (Moody & Saffell 2001) or `log_return`.
+        reward_scale (`float`, *optional*, defaults to `1.0`): Multiplies every reward before GAE (e.g. 100 puts
+            daily log returns in percent, the scale at which the value head learns at the heads' learning rate).
+        sharpe_min_periods (`int`, *optional*, defaults to `10`): `sharpe_delta`'s warm-up: SR_t = 0 until this many
+            pnl values exist.
+        dsr_eta (`float`, *optional*, defaults to `0.05`): `differential_sharpe`'s adaptation rate.
+        dsr_initial_volatility (`float`, *optional*, defaults to `0.01`): `differential_sharpe`'s prior daily
+            volatility (a fraction).
+
+        Time limits: an episode that reaches `max_episode_steps` is truncated, not terminated; its last reward is
+        bootstrapped with gamma x V(s_T) of the state it stopped in (Pardo et al., "Time Limits in Reinforcement
+        Learning", ICML 2018), so the value of a state does not depend on a clock the prompt does not show.
 
         > Parameters that control the policy and the prompt
 
@@ -108,6 +122,16 @@ class FlagPPOConfig(_BaseConfig):
     trading_mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
     initial_cash: float = field(default=100_000.0, metadata={"help": "Starting cash of each episode."})
     transaction_cost_bps: float = field(default=0.0, metadata={"help": "Trading cost in basis points."})
+    reward: str = field(
+        default="sharpe_delta",
+        metadata={"help": "Step reward: sharpe_delta (paper eq. 3), differential_sharpe or log_return."},
+    )
+    reward_scale: float = field(default=1.0, metadata={"help": "Multiplier of every reward before GAE."})
+    sharpe_min_periods: int = field(default=10, metadata={"help": "sharpe_delta: SR is 0 until this many pnl values."})
+    dsr_eta: float = field(default=0.05, metadata={"help": "differential_sharpe: adaptation rate of the moments."})
+    dsr_initial_volatility: float = field(
+        default=0.01, metadata={"help": "differential_sharpe: prior daily volatility (a fraction)."}
+    )
 
     num_trainable_layers: int = field(default=2, metadata={"help": "Top LLM layers to train."})
     policy_head_init: str = field(default="lm_head", metadata={"help": "Policy head init: lm_head or random."})
@@ -159,10 +183,39 @@ class FlagPPOConfig(_BaseConfig):
                 f"total_timesteps={self.total_timesteps} is less than one rollout "
                 f"(num_envs x num_steps = {self.batch_size})."
             )
+        from ..rewards import get_reward_function
+
+        get_reward_function(  # a bad reward name or parameter fails here, not after the first rollout
+            self.reward,
+            sharpe_min_periods=self.sharpe_min_periods,
+            dsr_eta=self.dsr_eta,
+            dsr_initial_volatility=self.dsr_initial_volatility,
+        )
+        if not self.reward_scale > 0:
+            raise ValueError(f"reward_scale must be positive, got {self.reward_scale}.")
         if self.minibatch_size < 1:
             raise ValueError(f"minibatch_size must be >= 1, got {self.minibatch_size}.")
         if self.trunk_cache_max_mb < 0:
             raise ValueError(f"trunk_cache_max_mb must be >= 0, got {self.trunk_cache_max_mb}.")
+
+    @property
+    def reward_kwargs(self) -> dict:
+        """The reward's parameters, as `TradingEnv(reward_kwargs=...)` takes them."""
+        return {
+            "sharpe_min_periods": self.sharpe_min_periods,
+            "dsr_eta": self.dsr_eta,
+            "dsr_initial_volatility": self.dsr_initial_volatility,
+        }
+
+    @property
+    def eval_interval(self) -> int | None:
+        """PPO iterations between evaluations: `eval_steps`, or that fraction of the run when it is below 1 (as
+        `TrainingArguments` reads a fractional value); `None` when evaluation is off."""
+        if self.eval_strategy == "no" or not self.eval_steps:
+            return None
+        if self.eval_steps < 1:
+            return max(1, math.ceil(self.eval_steps * self.num_iterations))
+        return int(self.eval_steps)
 
     @property
     def batch_size(self) -> int:

@@ -99,6 +99,8 @@ class FlagPPOTrainer(_BaseTrainer):
             model=model,
             args=args,
             train_dataset=dataset[args.dataset_train_split],
+            # The periodic evaluation backtests the test windows (`evaluate`); transformers only checks it exists.
+            eval_dataset=dataset[args.dataset_test_split] if args.dataset_test_split in dataset else None,
             processing_class=processing_class,
             callbacks=callbacks,
         )
@@ -149,6 +151,8 @@ class FlagPPOTrainer(_BaseTrainer):
             initial_cash=args.initial_cash,
             transaction_cost_bps=args.transaction_cost_bps,
             mode=args.trading_mode,
+            reward=args.reward,
+            reward_kwargs=args.reward_kwargs,
         )
 
     def _start_envs(self) -> None:
@@ -229,7 +233,7 @@ class FlagPPOTrainer(_BaseTrainer):
             self.control = self.callback_handler.on_step_end(args, self.state, self.control)
             if self.control.should_log or iteration == num_iterations:
                 self.log(self._reduce(stats))
-            if args.eval_strategy != "no" and args.eval_steps and iteration % int(args.eval_steps) == 0:
+            if args.eval_interval and iteration % args.eval_interval == 0:
                 self.evaluate()
             if self.control.should_save or (args.save_strategy != "no" and iteration == num_iterations):
                 self._save_rollout_checkpoint()
@@ -260,6 +264,13 @@ class FlagPPOTrainer(_BaseTrainer):
             hidden, attention_mask = frozen.padded()
             return policy(None, attention_mask, masks, with_reference, frozen_hidden=hidden)
 
+    def _state_values(self, states) -> torch.Tensor:
+        """V(s) of a list of `TradingState`s (no sampling, no reference), on the CPU."""
+        encoded = [self.builder.encode(state) for state in states]
+        masks = torch.as_tensor(np.stack([state.action_mask for state in states])).bool()
+        frozen = self._frozen_states(encoded) if self._fast_frozen else None
+        return self._policy_step(encoded, masks, with_reference=False, frozen=frozen).values.float().cpu()
+
     def _rollout(self) -> dict:
         """Step the `num_envs` environments `num_steps` times with the current policy (one batched forward per step)."""
         args = self.args
@@ -289,14 +300,21 @@ class FlagPPOTrainer(_BaseTrainer):
             values[step] = out.values.cpu()
             if out.ref_log_probs is not None:
                 ref_log_probs[step] = out.ref_log_probs.cpu()
+            time_limited = []
             for i, env in enumerate(envs):
                 _, reward, terminated, truncated, info = env.step(int(action[i]))
-                rewards[step, i] = reward
+                rewards[step, i] = reward * args.reward_scale
                 done = terminated or truncated
                 self.next_done[i] = float(done)
+                if truncated and not terminated:
+                    time_limited.append((i, info["state"]))
                 if done:
                     self._record_episode(env, info)
                     env.reset()
+            if time_limited:
+                # A time limit is not a state of the MDP: bootstrap from the state the episode stopped in.
+                index = torch.tensor([i for i, _ in time_limited])
+                rewards[step, index] += args.gamma * self._state_values([state for _, state in time_limited])
         next_states = [env.state() for env in envs]
         next_masks = torch.as_tensor(np.stack([s.action_mask for s in next_states])).bool()
         next_prompts = [self.builder.encode(s) for s in next_states]
@@ -389,10 +407,11 @@ class FlagPPOTrainer(_BaseTrainer):
                             args.clip_vloss,
                         )
                         entropy = masked_entropy(out.log_probs).mean().cpu()
-                        kl = categorical_kl(out.log_probs.cpu(), batch["ref_log_probs"][micro]).mean()
                         loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
-                        if args.kl_coef > 0:
+                        if args.kl_coef > 0:  # without it the rollout computed no reference log-probs
+                            kl = categorical_kl(out.log_probs.cpu(), batch["ref_log_probs"][micro]).mean()
                             loss = loss + args.kl_coef * kl
+                            stats["objective/kl"].append(float(kl.detach()))
                         accelerator.backward(loss * len(micro) / len(minibatch))
                     for name, value in (
                         ("policy/loss", pg_loss),
@@ -401,7 +420,6 @@ class FlagPPOTrainer(_BaseTrainer):
                         ("policy/clipfrac", clip_fraction),
                         ("value/loss", v_loss),
                         ("policy/entropy", entropy),
-                        ("objective/kl", kl),
                         ("objective/loss", loss),
                     ):
                         stats[name].append(float(value.detach()))
