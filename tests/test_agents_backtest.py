@@ -268,6 +268,13 @@ def test_a_wiped_out_short_is_reported_not_raised(tmp_path):
     assert paper.max_drawdown == 1.0 and paper.cumulative_return == pytest.approx(-math.log(30.0 / 10.0))
     result.to_json(tmp_path / "short.json")
     assert '"wiped_out": true' in (tmp_path / "short.json").read_text()
+    # Short through x2.5: the account is wiped out (1 - 1.5 < 0) although the paper's curve is not (1 - ln 2.5 > 0);
+    # the paper metrics still carry the flag, so no table shows the run as an ordinary one.
+    with pytest.warns(SplitLikeMoveWarning):
+        result = run_backtest(
+            AlwaysShortAgent(), series_of([10.0, 25.0, 26.0]), *business_dates(3)[::2], mode="position"
+        )
+    assert result.wiped_out and result.metrics["paper"].wiped_out and result.metrics["paper"].max_drawdown < 1.0
     # An account that is not wiped out says so.
     assert not run_backtest(BuyAndHoldAgent(), series_of(RISING[:5]), *business_dates(5)[::4]).wiped_out
 
@@ -278,6 +285,9 @@ def test_split_like_move_warns_with_asset_and_dates():
     with pytest.warns(SplitLikeMoveWarning, match=rf"SPLT: .*410 on {series.dates[2]} to 102.5 on {series.dates[3]}"):
         result = run_backtest(BuyAndHoldAgent(), series, series.dates[0], series.dates[-1])
     assert result.metrics["paper"].max_drawdown == 1.0  # was 1.39: the curve prod(1 + r) went negative
+    # A 2-for-1 split on a day the stock gained 1 %: 100 -> 50.5, a factor below 2 but above 1.8.
+    with pytest.warns(SplitLikeMoveWarning, match=r"-49.5%"):
+        run_backtest(BuyAndHoldAgent(), series_of([100.0, 50.5, 51.0]), *business_dates(3)[::2])
     with warnings.catch_warnings():
         warnings.simplefilter("error", SplitLikeMoveWarning)
         run_backtest(BuyAndHoldAgent(), series_of([100.0, 60.0, 100.0]), *business_dates(3)[::2])  # -40 %, +67 %
