@@ -7,11 +7,22 @@ value at that day's close) before the decision executes at that day's close.
 Both conventions credit a decision of day i with the same interval p_i -> p_{i+1} (`flagtrl.envs.trading_env`, timing):
 - `paper` metrics score the *decisions*: position a_i (set on day i) earns a_i * ln(p_{i+1} / p_i), InvestorBench's way.
 - `standard` metrics score the *account*: its equity curve, with transaction costs.
+
+A short position (`position` mode) through a price that more than doubles in a day can take the account to 0 or below.
+The environment then ends the episode, and so does the backtest: the trajectory ends on that day (its last row keeps
+the true, possibly negative, account value), `wiped_out` and `wiped_out_on` say so, and both conventions' metrics carry
+`wiped_out=True` (`flagtrl.metrics`: the `standard` ones report a -100 % return and a 100 % drawdown).
+
+A one-day price move beyond a factor of 1.8 either way is warned about (`SplitLikeMoveWarning`, naming the asset and
+the dates): in daily closes it is most often a stock split the data was not adjusted for, which the metrics would read
+as a crash or a rally.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +33,31 @@ from .agents.base import TradingAgent, choose_action
 from .data.schema import MarketSeries
 from .envs.trading_env import TradingEnv
 from .metrics import TradingMetrics, paper_metrics, standard_metrics
+from .strict_json import write_json
+
+
+# A 2-for-1 split halves the close, give or take the day's move: a threshold at a factor of exactly 2 would miss half of
+# them. A factor of 1.8 (a fall of 44 % or a rise of 80 % in one day) is rare for a stock's real moves, and this is only
+# a warning.
+SPLIT_LIKE_FACTOR = 1.8
+
+
+class SplitLikeMoveWarning(UserWarning):
+    """A one-day price move so large that the data likely misses a split adjustment."""
+
+
+def warn_split_like_moves(asset: str, dates: list[str], prices: np.ndarray) -> None:
+    """Warn once per day whose close moves by more than `SPLIT_LIKE_FACTOR` (either way) from the day before."""
+    prices = np.asarray(prices, dtype=np.float64)
+    moves = np.abs(np.log(prices[1:] / prices[:-1]))
+    for i in np.flatnonzero(moves > math.log(SPLIT_LIKE_FACTOR)):
+        warnings.warn(
+            f"{asset}: the close moves from {prices[i]:g} on {dates[i]} to {prices[i + 1]:g} on {dates[i + 1]} "
+            f"({prices[i + 1] / prices[i] - 1:+.1%} in one day); if the prices are not split-adjusted, the metrics "
+            "read a split as a real move.",
+            SplitLikeMoveWarning,
+            stacklevel=3,
+        )
 
 
 @dataclass
@@ -35,6 +71,10 @@ class BacktestResult:
         trajectory (`list[dict]`): One row per trading day (see module docstring).
         metrics (`dict[str, TradingMetrics]`): Metrics by convention (`paper`, `standard`).
         invalid_actions (`int`): Actions the agent chose although they were masked (executed as hold).
+        wiped_out (`bool`): The account's value fell to 0 or below (a short through a price that more than doubled)
+            and the run ended that day, before the window's end (module docstring).
+        wiped_out_on (`str`, *optional*): The date of the close at which the account was wiped out.
+        extra (`dict`): Settings of the run; `requested_end` when a wipe-out ended it early.
     """
 
     agent: str
@@ -46,6 +86,8 @@ class BacktestResult:
     trajectory: list[dict]
     metrics: dict[str, TradingMetrics]
     invalid_actions: int = 0
+    wiped_out: bool = False
+    wiped_out_on: str | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -54,8 +96,8 @@ class BacktestResult:
         return out
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        """Writes `to_dict()` as strict JSON (non-finite metrics as strings, `flagtrl.strict_json`)."""
+        write_json(path, self.to_dict(), indent=2)
 
 
 def run_backtest(
@@ -134,11 +176,18 @@ def run_backtest(
     )
     prices = np.array([row["price"] for row in trajectory])
     equity = np.array([row["account_value"] for row in trajectory])
+    warn_split_like_moves(series.asset, [row["date"] for row in trajectory], prices)
     days = series.trading_days_per_year
     metrics = {
         "paper": paper_metrics(prices[: len(positions) + 1], np.array(positions, dtype=np.float64), days),
         "standard": standard_metrics(equity, days, risk_free_rate=risk_free_rate),
     }
+    extra = {"actions": list(ACTIONS), "greedy": greedy, "transaction_cost_bps": transaction_cost_bps}
+    wiped_out = final.account_value <= 0
+    if wiped_out:
+        # The paper convention has no account: flag its metrics too, so no table shows this run as an ordinary one.
+        metrics = {name: dataclasses.replace(m, wiped_out=True) for name, m in metrics.items()}
+        extra["requested_end"] = end
     return BacktestResult(
         agent=getattr(agent, "name", type(agent).__name__),
         asset=series.asset,
@@ -149,7 +198,9 @@ def run_backtest(
         trajectory=trajectory,
         metrics=metrics,
         invalid_actions=invalid,
-        extra={"actions": list(ACTIONS), "greedy": greedy, "transaction_cost_bps": transaction_cost_bps},
+        wiped_out=wiped_out,
+        wiped_out_on=final.date if wiped_out else None,
+        extra=extra,
     )
 
 

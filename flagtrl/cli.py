@@ -87,6 +87,11 @@ def backtest(argv: list[str]) -> int:
     title = f"{result.asset} {result.start} → {result.end} ({len(result.trajectory)} trading days, mode={result.mode})"
     print(title)
     print(format_metrics_table({result.asset: {result.agent: result.metrics[args.convention]}}, args.convention))
+    if result.wiped_out:
+        print(
+            f"The account was wiped out on {result.wiped_out_on} (value {result.trajectory[-1]['account_value']:,.2f}): "
+            f"the run ended there, before {result.extra['requested_end']}."
+        )
     if result.invalid_actions:
         print(f"{result.invalid_actions} masked action(s) were chosen and executed as hold.")
     if args.output_json:

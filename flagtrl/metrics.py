@@ -13,10 +13,29 @@ All functions return plain fractions (0.05 is 5 %); only `format_metrics_table` 
 
 Degenerate series get explicit values in both conventions (not whatever NumPy's division warns about):
 - a single return: the sample volatility (ddof=1) is undefined, so volatility, Sharpe and Sortino are `nan`;
-- zero dispersion (every return equal to 12 significant digits, e.g. flat all period): volatility, Sharpe and
-  Sortino 0.0;
-- no downside (no return below the threshold) but some dispersion: Sortino `inf` (the return is then positive);
-- no drawdown: maximum drawdown 0.0 and Calmar `inf` if the annualised return is positive, else 0.0.
+- zero dispersion (every return equal to 12 significant digits, e.g. flat all period): volatility 0.0 and a Sharpe
+  ratio of `+inf` or `-inf` by the sign of the mean (excess) return, 0.0 when it is 0. A steady loss is thus ranked
+  below every noisy one, and a steady gain above; a Sharpe of 0 would rank a sure loss above a slightly risky one;
+- Sortino keeps its own definition, which stays finite for a steady loss (its denominator, the downside deviation, is
+  then |mean| > 0, and its value -sqrt(D) in `standard` is the lowest any Sortino ratio can take); with no downside
+  at all (no return below the threshold) it is `inf` if the return is positive, else 0.0 (every return 0);
+- no drawdown: maximum drawdown 0.0 and Calmar `inf` if the annualised return is positive, else 0.0;
+- an annualised return (CAGR) too large for a float (a tenfold gain in a day, annualised over 365 days) is `inf`; it is
+  computed in log space, so this happens only when the true value overflows, never as an exception.
+
+A curve the drawdown is measured on never falls below 0, so the maximum drawdown never exceeds 100 % (1.0):
+- `standard`: an account can lose more than it holds only by a short position through a price that more than doubles
+  in a day. Its value then reaches 0 or below, the account is *wiped out* (`wiped_out=True`), and the series ends that
+  day: the metrics see the value 0 (limited liability: the debt beyond the account is not a return), so the
+  cumulative and annualised returns are -100 % (-1.0), the maximum drawdown 100 % and Calmar -1.0. The trajectory of a
+  backtest keeps the true (negative) account value;
+- `paper`: the paper compounds log returns as if they were simple ones, prod(1 + r_i), which goes negative on a day
+  whose log return is below -1 (a long position through a fall of more than 1 - 1/e = 63 %, often an unadjusted split,
+  or a short through a rise of more than e - 1 = 172 %). Each factor is floored at 0: the curve stays at 0 from that
+  day, the maximum drawdown is 100 % and `wiped_out` is set. This is the paper's formula continued past its domain:
+  identical wherever every log return is above -1 (the published rows), continuous at -1, and monotone (a larger fall
+  never gives a smaller drawdown). Compounding exp(sum r) instead would switch formulas for the whole curve at -1.
+  CR, SR, AV and Sortino stay the paper's sums of log returns.
 """
 
 from __future__ import annotations
@@ -73,6 +92,10 @@ class TradingMetrics:
             `standard` only: annualized_return / max_drawdown.
         risk_free_rate (`float` or `None`, *optional*, defaults to `None`):
             `standard` only: the annual risk-free rate the excess returns were taken over.
+        wiped_out (`bool`, *optional*, defaults to `False`):
+            The run lost everything: `standard`: the equity reached 0 or below and the series ended there; `paper`:
+            the compounded curve reached 0 (module docstring). A backtest sets it in both conventions when its
+            account was wiped out (`flagtrl.backtest`).
     """
 
     cumulative_return: float
@@ -86,6 +109,7 @@ class TradingMetrics:
     annualized_return: float | None = None
     calmar_ratio: float | None = None
     risk_free_rate: float | None = None
+    wiped_out: bool = False
 
     def to_dict(self) -> dict[str, float | int | str | None]:
         """Returns the fields as a plain `dict` (for JSON reports and loggers)."""
@@ -108,6 +132,35 @@ def _as_positive_series(values: Sequence[float] | np.ndarray, name: str) -> np.n
         index = int(bad[0])
         raise ValueError(f"`{name}` must be finite and positive, but {name}[{index}] = {float(array[index])!r}.")
     return array
+
+
+def _as_equity_series(equity: Sequence[float] | np.ndarray) -> tuple[np.ndarray, bool]:
+    # A wiped-out account (module docstring) is the one non-positive value allowed: V_0 > 0, every value finite, and
+    # once a value is <= 0 none after it is positive (a wiped-out account cannot recover). Returns V_0..V_k with the
+    # first non-positive V_k set to 0 (the series ends there), and whether that happened.
+    array = np.asarray(equity, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"`equity` must be one-dimensional, got shape {array.shape}.")
+    if array.size < 2:
+        raise ValueError(f"`equity` needs at least 2 values (one daily return), got {array.size}.")
+    bad = np.flatnonzero(~np.isfinite(array))
+    if bad.size:
+        index = int(bad[0])
+        raise ValueError(f"`equity` must be finite, but equity[{index}] = {float(array[index])!r}.")
+    if not array[0] > 0:
+        raise ValueError(f"`equity` must start positive, but equity[0] = {float(array[0])!r}.")
+    wiped = np.flatnonzero(array <= 0)
+    if not wiped.size:
+        return array, False
+    first = int(wiped[0])
+    recovered = np.flatnonzero(array[first:] > 0)
+    if recovered.size:
+        later = first + int(recovered[0])
+        raise ValueError(
+            f"`equity` must be positive, or stay at or below 0 once the account is wiped out, but equity[{first}] = "
+            f"{float(array[first])!r} is followed by equity[{later}] = {float(array[later])!r}."
+        )
+    return np.concatenate([array[:first], [0.0]]), True
 
 
 def _as_positions(positions: Sequence[float] | np.ndarray, num_prices: int) -> np.ndarray:
@@ -196,12 +249,13 @@ def equity_from_positions(
             V_0.
 
     Returns:
-        `np.ndarray`: V_0..V_n. A short through a price that more than doubles in one day gives a non-positive value,
-        which the `standard` metrics reject.
+        `np.ndarray`: V_0..V_n. A short through a price that more than doubles in one day wipes the account out: its
+        value is 0 from that day on (a wiped-out account cannot trade again), which the `standard` metrics report as
+        `wiped_out`.
     """
     prices = _as_positive_series(prices, "prices")
     positions = _as_positions(positions, prices.size)
-    growth = 1.0 + positions * (prices[1:] / prices[:-1] - 1.0)
+    growth = np.maximum(1.0 + positions * (prices[1:] / prices[:-1] - 1.0), 0.0)
     return initial_value * np.concatenate([[1.0], np.cumprod(growth)])
 
 
@@ -211,12 +265,13 @@ def max_drawdown(curve: Sequence[float] | np.ndarray) -> float:
 
     Args:
         curve (`Sequence[float]` or `np.ndarray`):
-            Values V_0..V_n; the first one counts as a peak, so a fall on the first day is a drawdown.
+            Values V_0..V_n, V_0 > 0; the first one counts as a peak, so a fall on the first day is a drawdown.
 
     Returns:
-        `float`: 0.0 for a curve that never falls below its running peak.
+        `float`: 0.0 for a curve that never falls below its running peak, at most 1.0: a value below 0 counts as 0
+        (nothing can lose more than everything).
     """
-    curve = np.asarray(curve, dtype=np.float64)
+    curve = np.maximum(np.asarray(curve, dtype=np.float64), 0.0)
     peaks = np.maximum.accumulate(curve)
     return float(np.max((peaks - curve) / peaks))
 
@@ -242,16 +297,15 @@ def _sharpe_like(annual_return: float, annual_volatility: float) -> float:
     if math.isnan(annual_volatility):
         return math.nan
     if annual_volatility == 0.0:
-        return 0.0
+        # A sure gain or loss: +-inf by its sign, so it ranks above (below) every risky one (module docstring).
+        return math.copysign(math.inf, annual_return) if annual_return != 0.0 else 0.0
     return annual_return / annual_volatility
 
 
 def _sortino_like(annual_return: float, annual_volatility: float, annual_downside: float) -> float:
-    # Zero dispersion wins over zero downside: a flat series gets 0.0 for both ratios (module docstring).
+    # A single return has no volatility and, for consistency with Sharpe, no Sortino (module docstring).
     if math.isnan(annual_volatility):
         return math.nan
-    if annual_volatility == 0.0:
-        return 0.0
     if annual_downside == 0.0:
         return math.inf if annual_return > 0 else 0.0
     return annual_return / annual_downside
@@ -274,7 +328,8 @@ def paper_metrics(
     - CR = sum(r)
     - AV = std(r, ddof=1) · sqrt(D)
     - SR = (CR / ((n+1)/252)) / AV: 252 even for crypto, and n+1 is the number of *prices*, as in the paper's code
-    - MDD = max drawdown of the curve 1, prod_{j<=i}(1 + r_j): log returns compounded as if they were simple
+    - MDD = max drawdown of the curve 1, prod_{j<=i} max(1 + r_j, 0): log returns compounded as if they were simple,
+      each factor floored at 0 (module docstring: a log return below -1 takes the curve to 0, MDD 100 %)
     - Sortino (flagtrl's extension; the paper reports none): the SR numerator over the downside deviation
       sqrt(mean(min(r, 0)²)) · sqrt(D)
 
@@ -289,7 +344,7 @@ def paper_metrics(
             D used for AV and the Sortino denominator: 252 for stocks, 365 for crypto.
 
     Returns:
-        [`TradingMetrics`] with `convention="paper"`, all values as fractions.
+        [`TradingMetrics`] with `convention="paper"`, all values as fractions; `wiped_out` when the curve reached 0.
     """
     _check_days(trading_days_per_year)
     returns = paper_log_returns(prices, positions)
@@ -297,7 +352,7 @@ def paper_metrics(
     cumulative_return = float(np.sum(returns))
     annualized_volatility = _volatility(returns, trading_days_per_year)
     annual_return = cumulative_return / ((num_periods + 1) / PAPER_SHARPE_DAYS_PER_YEAR)
-    curve = np.concatenate([[1.0], np.cumprod(1.0 + returns)])
+    curve = np.concatenate([[1.0], np.cumprod(np.maximum(1.0 + returns, 0.0))])
     return TradingMetrics(
         cumulative_return=cumulative_return,
         sharpe_ratio=_sharpe_like(annual_return, annualized_volatility),
@@ -309,6 +364,7 @@ def paper_metrics(
         convention="paper",
         trading_days_per_year=trading_days_per_year,
         num_periods=num_periods,
+        wiped_out=bool(curve[-1] == 0.0),
     )
 
 
@@ -323,16 +379,21 @@ def standard_metrics(
     With r_i = V_{i+1}/V_i - 1, n returns, D days a year and the daily risk-free rate rf_d = (1 + rf)^(1/D) - 1,
     excess e_i = r_i - rf_d:
     - cumulative_return = V_n / V_0 - 1
-    - annualized_return = (V_n / V_0)^(D/n) - 1 (CAGR)
+    - annualized_return = (V_n / V_0)^(D/n) - 1 (CAGR), computed as expm1(ln(V_n / V_0) · D/n): `inf` only when
+      the value overflows a float
     - annualized_volatility = std(r, ddof=1) · sqrt(D)
     - sharpe_ratio = mean(e) / std(e, ddof=1) · sqrt(D)
     - sortino_ratio = mean(e) · D / (sqrt(mean(min(e, 0)²)) · sqrt(D))
     - max_drawdown = largest (peak - V_t) / peak, positive
     - calmar_ratio = annualized_return / max_drawdown
 
+    A wiped-out account (a value <= 0, module docstring) ends the series that day with V = 0: CR and CAGR -1.0,
+    MDD 1.0, `wiped_out=True`, and n counts the days up to the wipe-out.
+
     Args:
         equity (`Sequence[float]` or `np.ndarray`):
-            Account values V_0..V_n (cash plus holdings at market), all positive, at least 2.
+            Account values V_0..V_n (cash plus holdings at market), at least 2, finite, V_0 > 0; values may reach 0 or
+            below only at the end, once the account is wiped out.
         trading_days_per_year (`int`):
             D: 252 for stocks, 365 for crypto.
         risk_free_rate (`float`, *optional*, defaults to `0.0`):
@@ -344,13 +405,18 @@ def standard_metrics(
     _check_days(trading_days_per_year)
     if not (math.isfinite(risk_free_rate) and risk_free_rate > -1.0):
         raise ValueError(f"`risk_free_rate` must be a finite annual rate above -1, got {risk_free_rate!r}.")
-    equity = _as_positive_series(equity, "equity")
-    returns = simple_returns(equity)
+    equity, wiped_out = _as_equity_series(equity)
+    with np.errstate(over="ignore"):  # a ratio beyond the float range is inf, as documented
+        returns = equity[1:] / equity[:-1] - 1.0
     num_periods = returns.size
     excess = returns - ((1.0 + risk_free_rate) ** (1.0 / trading_days_per_year) - 1.0)
 
-    growth = float(equity[-1] / equity[0])
-    annualized_return = growth ** (trading_days_per_year / num_periods) - 1.0
+    # In log space: (V_n / V_0)^(D/n) overflows a float (OverflowError) for a tenfold gain annualised over a year of
+    # single days, although its logarithm is small. A wiped-out account has ln 0 = -inf and a CAGR of -1.
+    log_growth = math.log(equity[-1]) - math.log(equity[0]) if equity[-1] > 0 else -math.inf
+    with np.errstate(over="ignore"):
+        cumulative_return = float(equity[-1] / equity[0]) - 1.0
+    annualized_return = _expm1_or_inf(log_growth * trading_days_per_year / num_periods)
     drawdown = max_drawdown(equity)
     if drawdown == 0.0:
         calmar_ratio = math.inf if annualized_return > 0 else 0.0
@@ -360,7 +426,7 @@ def standard_metrics(
     excess_volatility = _volatility(excess, trading_days_per_year)
     annual_excess = float(np.mean(excess)) * trading_days_per_year
     return TradingMetrics(
-        cumulative_return=growth - 1.0,
+        cumulative_return=cumulative_return,
         sharpe_ratio=_sharpe_like(annual_excess, excess_volatility),
         annualized_volatility=_volatility(returns, trading_days_per_year),
         max_drawdown=drawdown,
@@ -373,7 +439,15 @@ def standard_metrics(
         annualized_return=annualized_return,
         calmar_ratio=calmar_ratio,
         risk_free_rate=risk_free_rate,
+        wiped_out=wiped_out,
     )
+
+
+def _expm1_or_inf(exponent: float) -> float:
+    try:
+        return math.expm1(exponent)
+    except OverflowError:  # the true value exceeds the largest float
+        return math.inf
 
 
 def _check_convention(convention: str) -> None:
@@ -454,12 +528,20 @@ def _best_values(group: Mapping[str, TradingMetrics]) -> dict[str, float]:
     return best
 
 
+WIPED_OUT_MARK = " ‡"
+WIPED_OUT_NOTE = (
+    f"{WIPED_OUT_MARK.strip()} wiped out: the run lost everything (the account's value, or the `paper` convention's "
+    "compounded curve, reached 0); a wiped-out account's run ends that day."
+)
+
+
 def _cell(metrics: TradingMetrics | None, header: str, field: str, scale: float, best: Mapping[str, float]) -> str:
     if metrics is None:
         return "-"
     value = round(getattr(metrics, field) * scale, 3) + 0.0  # + 0.0 turns a rounded -0.0 into 0.0
     text = f"{value:.3f}"
-    return f"**{text}**" if header in best and value == best[header] else text
+    text = f"**{text}**" if header in best and value == best[header] else text
+    return text + WIPED_OUT_MARK if field == "cumulative_return" and metrics.wiped_out else text
 
 
 def format_metrics_table(
@@ -472,7 +554,8 @@ def format_metrics_table(
     r"""
     Formats metrics as a Markdown table like FLAG-Trader's Table 1, headed by the convention that produced them.
 
-    Columns are CR%, SR, AV%, MDD% (x100, 3 decimals, as the paper prints them) and Sortino (3 decimals).
+    Columns are CR%, SR, AV%, MDD% (x100, 3 decimals, as the paper prints them) and Sortino (3 decimals). A run that
+    was wiped out (`TradingMetrics.wiped_out`) has its CR% marked with `‡`, explained in a note below the table.
 
     Args:
         results (`Mapping[str, Mapping[str, TradingMetrics]]`):
@@ -489,7 +572,8 @@ def format_metrics_table(
             paper (a missing pair shows "-").
 
     Returns:
-        `str`: a caption line naming the convention, a blank line and the Markdown table.
+        `str`: a caption line naming the convention, a blank line and the Markdown table (then a blank line and the
+        wipe-out note, when a run was wiped out).
     """
     _check_convention(convention)
     if layout not in ("long", "wide"):
@@ -528,4 +612,6 @@ def format_metrics_table(
     alignment = [":---"] * num_label_columns + ["---:"] * (len(headers) - num_label_columns)
     lines = [f"Metrics convention: {CONVENTION_DESCRIPTIONS[convention]}.", ""]
     lines += ["| " + " | ".join(cells) + " |" for cells in (headers, alignment, *rows)]
+    if any(metrics.wiped_out for group in results.values() for metrics in group.values()):
+        lines += ["", WIPED_OUT_NOTE]
     return "\n".join(lines)

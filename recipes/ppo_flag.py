@@ -8,7 +8,6 @@ Any YAML key can be overridden on the command line (`--total_timesteps 2000`); u
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -27,6 +26,7 @@ from flagtrl.backtest import evaluate_agents
 from flagtrl.data.schema import load_market_dataset
 from flagtrl.metrics import format_metrics_table
 from flagtrl.models import FlagPolicy, load_backbone, load_tokenizer
+from flagtrl.strict_json import write_json
 from flagtrl.trainer.ppo_flag_config import FlagPPOConfig
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
 
@@ -114,15 +114,14 @@ def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args:
             report[convention] = format_metrics_table(table, convention)
             print(f"\n{report[convention]}\n")
         report_path = Path(training_args.output_dir) / "backtest.json"
-        report_path.write_text(
-            json.dumps(
-                {
-                    "train_seconds": train_seconds,
-                    "env_steps": trainer.state.global_step * training_args.batch_size,
-                    "results": [r.to_dict() for r in results.values()],
-                },
-                indent=2,
-            )
+        write_json(
+            report_path,
+            {
+                "train_seconds": train_seconds,
+                "env_steps": trainer.state.global_step * training_args.batch_size,
+                "results": [r.to_dict() for r in results.values()],
+            },
+            indent=2,
         )
         (Path(training_args.output_dir) / "backtest.md").write_text("\n\n".join(report.values()) + "\n")
         print(f"Adapter: {training_args.output_dir}\nReport: {report_path} (and backtest.md)")

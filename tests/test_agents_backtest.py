@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from flagtrl.agents import (
     TradingAgent,
     make_baseline,
 )
-from flagtrl.backtest import run_backtest
+from flagtrl.backtest import SplitLikeMoveWarning, run_backtest
 from flagtrl.data.schema import MarketSeries
 from flagtrl.envs import TradingEnv, TradingState
 
@@ -242,6 +243,55 @@ def test_backtest_result_to_json(tmp_path):
     assert set(data["metrics"]) == {"paper", "standard"}
     assert data["metrics"]["paper"]["cumulative_return"] == pytest.approx(math.log(11.5 / 10.0))
     assert len(data["trajectory"]) == 4
+
+
+class AlwaysShortAgent:
+    name = "always_short"
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def action_distribution(self, state: TradingState) -> np.ndarray:
+        return np.eye(3)[SELL]
+
+
+def test_a_wiped_out_short_is_reported_not_raised(tmp_path):
+    # The case: short at 10, 11 -> 30 takes the account below 0; the environment ends the episode there.
+    series = series_of([10.0, 11.0, 30.0, 31.0, 29.0])
+    with pytest.warns(SplitLikeMoveWarning):
+        result = run_backtest(AlwaysShortAgent(), series, series.dates[0], series.dates[-1], mode="position")
+    assert result.wiped_out and result.wiped_out_on == series.dates[2] == result.end
+    assert result.extra["requested_end"] == series.dates[-1]
+    assert result.trajectory[-1]["account_value"] < 0  # the trajectory keeps the true value
+    standard, paper = result.metrics["standard"], result.metrics["paper"]
+    assert standard.wiped_out and paper.wiped_out
+    assert (standard.cumulative_return, standard.annualized_return, standard.max_drawdown) == (-1.0, -1.0, 1.0)
+    assert paper.max_drawdown == 1.0 and paper.cumulative_return == pytest.approx(-math.log(30.0 / 10.0))
+    result.to_json(tmp_path / "short.json")
+    assert '"wiped_out": true' in (tmp_path / "short.json").read_text()
+    # Short through x2.5: the account is wiped out (1 - 1.5 < 0) although the paper's curve is not (1 - ln 2.5 > 0);
+    # the paper metrics still carry the flag, so no table shows the run as an ordinary one.
+    with pytest.warns(SplitLikeMoveWarning):
+        result = run_backtest(
+            AlwaysShortAgent(), series_of([10.0, 25.0, 26.0]), *business_dates(3)[::2], mode="position"
+        )
+    assert result.wiped_out and result.metrics["paper"].wiped_out and result.metrics["paper"].max_drawdown < 1.0
+    # An account that is not wiped out says so.
+    assert not run_backtest(BuyAndHoldAgent(), series_of(RISING[:5]), *business_dates(5)[::4]).wiped_out
+
+
+def test_split_like_move_warns_with_asset_and_dates():
+    # 410 -> 102.5: a 4-for-1 split left unadjusted.
+    series = series_of([408.0, 406.0, 410.0, 102.5, 104.0, 103.0], asset="SPLT")
+    with pytest.warns(SplitLikeMoveWarning, match=rf"SPLT: .*410 on {series.dates[2]} to 102.5 on {series.dates[3]}"):
+        result = run_backtest(BuyAndHoldAgent(), series, series.dates[0], series.dates[-1])
+    assert result.metrics["paper"].max_drawdown == 1.0  # was 1.39: the curve prod(1 + r) went negative
+    # A 2-for-1 split on a day the stock gained 1 %: 100 -> 50.5, a factor below 2 but above 1.8.
+    with pytest.warns(SplitLikeMoveWarning, match=r"-49.5%"):
+        run_backtest(BuyAndHoldAgent(), series_of([100.0, 50.5, 51.0]), *business_dates(3)[::2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SplitLikeMoveWarning)
+        run_backtest(BuyAndHoldAgent(), series_of([100.0, 60.0, 100.0]), *business_dates(3)[::2])  # -40 %, +67 %
 
 
 # --- THE PAPER CHECK: FLAG-Trader's Buy & Hold rows (Table 1) -----------------------------------------------------

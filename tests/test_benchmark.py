@@ -600,3 +600,58 @@ def test_synthetic_rows_in_the_test(tmp_path):
     summary = run_benchmark(config_from(recipe))
     entry = next(e for e in summary["summary"] if e["agent"] == "buy_and_hold")
     assert entry["median"]["paper"]["cumulative_return"] == pytest.approx(math.log(21.0 / 10.0))
+
+
+def strict_json(text: str):
+    """Parse as strict JSON: `Infinity`, `-Infinity` and `NaN` are not JSON and fail."""
+
+    def reject(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def test_every_json_file_is_strict_and_a_wipe_out_is_reported(tmp_path):
+    # UPP only rises (Sortino and Calmar inf); on SQZ momentum goes short, then the price triples twice.
+    dates = [str(d) for d in np.busday_offset("2021-03-01", np.arange(8), roll="forward")]
+    prices = {"UPP": [100.0, 101.0, 103.0, 103.5, 106.0, 107.0, 108.0, 109.0]}
+    prices["SQZ"] = [20.0, 19.0, 18.0, 17.0, 16.0, 50.0, 150.0, 160.0]
+    rows = [
+        {"date": d, "asset": a, "asset_class": "stock", "close": p, "open": None, "high": None, "low": None}
+        | {"volume": None, "news": [], "filings": []}
+        for a, series in prices.items()
+        for d, p in zip(dates, series)
+    ]
+    dataset = tmp_path / "market"
+    DatasetDict({"full": Dataset.from_list(rows, features=MARKET_FEATURES)}).save_to_disk(str(dataset))
+    agents = [{"type": "buy_and_hold"}, {"type": "momentum", "params": {"lookback": 3}}]
+    recipe = baseline_recipe(
+        tmp_path,
+        dataset,
+        assets=["UPP", "SQZ"],
+        windows=[{"start": dates[0], "end": dates[-1]}],
+        max_days=None,
+        seeds=[0],
+        mode="position",
+        agents=agents,
+    )
+    first = run_benchmark(config_from(recipe))
+    assert first["timing"]["failed"] == 0
+    out_dir = tmp_path / "bench"
+    files = sorted(out_dir.rglob("*.json"))
+    assert len(files) >= 6  # 4 runs, the configuration, the results
+    parsed = {path.name: strict_json(path.read_text()) for path in files}
+
+    upp = next(e for e in parsed["results.json"]["summary"] if (e["agent"], e["asset"]) == ("buy_and_hold", "UPP"))
+    assert upp["median"]["standard"]["sortino_ratio"] == "inf" and upp["median"]["standard"]["calmar_ratio"] == "inf"
+    squeezed = parsed[f"momentum__SQZ__{dates[0]}_{dates[-1]}__seed0.json"]
+    assert squeezed["status"] == "ok" and squeezed["wiped_out"]
+    assert squeezed["metrics"]["standard"]["cumulative_return"] == -1.0
+    report = (out_dir / "report.md").read_text()
+    assert "‡ wiped out" in report and "1 (1 ‡)" in report
+
+    # Resuming reads "inf" back as a number: the same summary, and the same strict files.
+    again = run_benchmark(config_from(recipe))
+    assert again["timing"]["skipped"] == 4
+    assert json.dumps(again["summary"]) == json.dumps(first["summary"])
+    strict_json((out_dir / "results.json").read_text())

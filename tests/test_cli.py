@@ -21,11 +21,10 @@ METRIC_KEYS = {"cumulative_return", "sharpe_ratio", "annualized_volatility", "ma
 AAA_PRICES = [10.0, 10.5, 10.2, 11.0, 11.4, 10.9, 11.8, 12.1, 12.0, 12.6]
 
 
-@pytest.fixture
-def dataset_dir(tmp_path):
-    dates = [str(d) for d in np.busday_offset("2021-03-01", np.arange(len(AAA_PRICES)), roll="forward")]
+def save_market(path, prices_by_asset: dict[str, list[float]]):
     rows = []
-    for asset, prices in (("AAA", AAA_PRICES), ("BBB", [50.0 - i for i in range(len(AAA_PRICES))])):
+    for asset, prices in prices_by_asset.items():
+        dates = [str(d) for d in np.busday_offset("2021-03-01", np.arange(len(prices)), roll="forward")]
         for date, price in zip(dates, prices):
             rows.append(
                 {
@@ -41,9 +40,22 @@ def dataset_dir(tmp_path):
                     "filings": [],
                 }
             )
-    path = tmp_path / "market"
     DatasetDict({"full": Dataset.from_list(rows, features=MARKET_FEATURES)}).save_to_disk(str(path))
     return path
+
+
+@pytest.fixture
+def dataset_dir(tmp_path):
+    return save_market(tmp_path / "market", {"AAA": AAA_PRICES, "BBB": [50.0 - i for i in range(len(AAA_PRICES))]})
+
+
+def strict_json(text: str):
+    """Parse as strict JSON: `Infinity`, `-Infinity` and `NaN` are not JSON and fail."""
+
+    def reject(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=reject)
 
 
 def backtest_args(dataset_dir, *extra: str) -> list[str]:
@@ -152,3 +164,34 @@ def test_console_script(dataset_dir, tmp_path):
     assert "Metrics convention: paper" in done.stdout
     assert "| AAA | momentum |" in done.stdout
     assert json.loads(output.read_text())["agent"] == "momentum"
+
+
+def test_backtest_json_is_strict(tmp_path, capsys):
+    # A price that only rises: no downside and no drawdown, so Sortino and Calmar are inf (written as "inf").
+    dataset = save_market(tmp_path / "market", {"UPP": [100.0, 101.0, 103.0, 103.5, 106.0, 107.0]})
+    output = tmp_path / "upp.json"
+    args = ["backtest", "--dataset", str(dataset), "--asset", "UPP", "--start", "2021-03-01", "--end", "2021-03-08"]
+    assert main([*args, "--output_json", str(output)]) == 0
+    report = strict_json(output.read_text())
+    assert report["metrics"]["standard"]["sortino_ratio"] == "inf"
+    assert report["metrics"]["standard"]["calmar_ratio"] == "inf"
+    assert report["metrics"]["paper"]["sortino_ratio"] == "inf"
+
+
+def test_backtest_reports_a_wiped_out_short(tmp_path, capsys):
+    # Falling for 11 days (momentum goes short in position mode), then the price triples: the short loses everything.
+    prices = [20.0 - 0.5 * i for i in range(12)] + [45.0, 140.0, 150.0]
+    dataset = save_market(tmp_path / "market", {"SQZ": prices})
+    output = tmp_path / "sqz.json"
+    args = ["backtest", "--dataset", str(dataset), "--asset", "SQZ", "--start", "2021-03-01", "--end", "2021-03-19"]
+    assert main([*args, "--agent", "momentum", "--mode", "position", "--output_json", str(output)]) == 0
+    out = capsys.readouterr().out
+    assert "The account was wiped out on" in out and "before 2021-03-19" in out
+    row = next(line for line in out.splitlines() if line.startswith("| SQZ"))
+    assert "‡" in row and "100.000" in row  # CR ‡ and MDD 100 % in the paper convention's table
+    assert "‡ wiped out" in out
+    report = strict_json(output.read_text())
+    assert report["wiped_out"] and report["trajectory"][-1]["account_value"] < 0
+    assert report["metrics"]["standard"]["cumulative_return"] == -1.0
+    assert report["metrics"]["standard"]["max_drawdown"] == 1.0
+    assert all(report["metrics"][c]["wiped_out"] for c in ("paper", "standard"))

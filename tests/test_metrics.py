@@ -115,9 +115,9 @@ def test_paper_degenerate_series():
     flat = paper_metrics(PRICES, [0, 0, 0], trading_days_per_year=252)
     assert (flat.cumulative_return, flat.annualized_volatility, flat.max_drawdown) == (0.0, 0.0, 0.0)
     assert (flat.sharpe_ratio, flat.sortino_ratio) == (0.0, 0.0)
-    # Constant positive return (geometric prices): zero dispersion also wins over "no downside".
+    # Constant positive return (geometric prices): a sure gain, Sharpe +inf; no downside, Sortino +inf.
     steady = paper_metrics([100.0, 110.0, 121.0, 133.1], [1, 1, 1], trading_days_per_year=252)
-    assert steady.annualized_volatility == 0.0 and steady.sharpe_ratio == 0.0 and steady.sortino_ratio == 0.0
+    assert steady.annualized_volatility == 0.0 and steady.sharpe_ratio == math.inf and steady.sortino_ratio == math.inf
     assert steady.cumulative_return > 0
     # One return: the sample volatility is undefined.
     single = paper_metrics([100.0, 110.0], [1], trading_days_per_year=252)
@@ -203,6 +203,96 @@ def test_equity_from_positions():
     np.testing.assert_allclose(equity_from_positions(PRICES, [0, 0, 0]), [1.0, 1.0, 1.0, 1.0])
     # +10 % long, flat, short through +10 %: 1 -> 1.1 -> 1.1 -> 1.1 * 0.9
     np.testing.assert_allclose(equity_from_positions(PRICES, [1, 0, -1]), [1.0, 1.1, 1.1, 0.99])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# edge cases: steady losses, overflow, curves below 0, wiped-out accounts
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_a_steady_loss_ranks_below_a_risky_one():
+    # -1 % every day: zero dispersion and a negative mean. Sharpe 0 would rank it above any noisy loser.
+    steady_loss = standard_metrics([100.0, 99.0, 98.01, 97.0299], trading_days_per_year=252)
+    noisy_loss = standard_metrics([100.0, 99.5, 98.0, 97.9], trading_days_per_year=252)
+    assert steady_loss.annualized_volatility == 0.0 and steady_loss.sharpe_ratio == -math.inf
+    assert noisy_loss.sharpe_ratio < 0 and steady_loss.sharpe_ratio < noisy_loss.sharpe_ratio
+    # Sortino is defined there (downside deviation |mean| > 0): -sqrt(D), the lowest a Sortino ratio can be.
+    assert steady_loss.sortino_ratio == pytest.approx(-math.sqrt(252), rel=1e-9)
+    assert steady_loss.sortino_ratio < noisy_loss.sortino_ratio < 0
+    # The paper convention: a short on geometric prices loses the same log return every day.
+    paper = paper_metrics([100.0, 110.0, 121.0, 133.1], [-1, -1, -1], trading_days_per_year=252)
+    assert paper.sharpe_ratio == -math.inf and paper.sortino_ratio < 0
+    # A cash account below the risk-free rate is a steady excess loss; at rf = 0 it is flat: 0.
+    assert standard_metrics([1000.0] * 5, 252, risk_free_rate=0.02).sharpe_ratio == -math.inf
+    assert standard_metrics([1000.0] * 5, 252).sharpe_ratio == 0.0
+
+
+@pytest.mark.parametrize(("equity", "days"), [([100.0, 1000.0], 365), ([100.0, 2000.0], 252)])
+def test_cagr_of_a_huge_gain_is_inf_not_an_overflow_error(equity, days):
+    metrics = standard_metrics(equity, trading_days_per_year=days)
+    assert metrics.cumulative_return == pytest.approx(equity[1] / equity[0] - 1)
+    assert metrics.annualized_return == math.inf and metrics.calmar_ratio == math.inf  # 10^365 > float max
+
+
+def test_cagr_is_computed_in_log_space():
+    # Large but finite: 10^126, which the float pow computes too.
+    assert standard_metrics([100.0, 1000.0, 1000.0], 252).annualized_return == pytest.approx(1e126, rel=1e-9)
+    assert standard_metrics([100.0, 110.0], 252).annualized_return == pytest.approx(1.1**252 - 1, rel=1e-12)
+
+
+def test_no_exception_for_finite_positive_inputs():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        size = int(rng.integers(2, 9))
+        values = 10.0 ** rng.uniform(-6, 6, size=size)
+        positions = rng.choice([-1.0, 0.0, 1.0], size=size - 1)
+        days = int(rng.choice([252, 365]))
+        for metrics in (
+            paper_metrics(values, positions, days),
+            standard_metrics(values, days),
+            standard_metrics(equity_from_positions(values, positions), days),
+        ):
+            assert 0.0 <= metrics.max_drawdown <= 1.0
+            assert metrics.cumulative_return >= -1.0 or metrics.convention == "paper"
+
+
+def test_paper_drawdown_never_exceeds_100_percent():
+    # The example: a 4-for-1 split read as a 75 % fall, log return ln(0.25) = -1.39 < -1. The paper's curve
+    # prod(1 + r) went negative (MDD 139 %); each factor is now floored at 0: the curve stays at 0, MDD 100 %.
+    metrics = paper_metrics([408.0, 406.0, 410.0, 102.5, 104.0, 103.0], [1] * 5, trading_days_per_year=252)
+    assert metrics.max_drawdown == 1.0 and metrics.wiped_out
+    assert metrics.cumulative_return == pytest.approx(math.log(103.0 / 408.0))  # the sum is the paper's, unchanged
+    # Monotone in the size of the fall: 60 % (log return above -1, the paper's own value), 70 %, 80 % (floored).
+    drawdowns = [paper_metrics([100.0, 100.0 * (1 - f), 100.0], [1, 1], 252).max_drawdown for f in (0.6, 0.7, 0.8)]
+    assert drawdowns[0] == pytest.approx(-math.log(0.4)) and drawdowns == sorted(drawdowns) and drawdowns[-1] == 1.0
+    assert not paper_metrics(PRICES, [1, 1, 1], 252).wiped_out
+    # Whatever the curve, a value below 0 counts as 0.
+    assert max_drawdown([1.0, 2.0, -1.0, 3.0]) == 1.0
+
+
+def test_a_wiped_out_account_loses_100_percent():
+    # The short: 10 -> 11 -> 30, value 1 -> 0.9 -> 0.9 * (1 - 19/11) < 0; the series ends there.
+    equity = equity_from_positions([10.0, 11.0, 30.0, 31.0, 29.0], [-1, -1, -1, -1])
+    np.testing.assert_allclose(equity, [1.0, 0.9, 0.0, 0.0, 0.0])  # floored at 0: a wiped-out account stays at 0
+    for curve in (equity, [100_000.0, 90_000.0, -65_454.5]):
+        metrics = standard_metrics(curve, trading_days_per_year=252)
+        assert metrics.wiped_out and metrics.num_periods == 2
+        assert (metrics.cumulative_return, metrics.annualized_return, metrics.max_drawdown) == (-1.0, -1.0, 1.0)
+        assert metrics.calmar_ratio == -1.0 and math.isfinite(metrics.sharpe_ratio) and metrics.sharpe_ratio < 0
+    paper = paper_metrics([10.0, 11.0, 30.0, 31.0, 29.0], [-1, -1, -1, -1], trading_days_per_year=252)
+    assert paper.wiped_out and paper.max_drawdown == 1.0
+    assert not standard_metrics(PRICES, 252).wiped_out
+    # A wiped-out account cannot come back.
+    with pytest.raises(ValueError, match=r"equity\[2\] = 0.0 is followed by equity\[3\] = 5.0"):
+        standard_metrics([1.0, 0.5, 0.0, 5.0], trading_days_per_year=252)
+
+
+def test_table_marks_a_wiped_out_run():
+    metrics = standard_metrics([100.0, 90.0, -10.0], trading_days_per_year=252)
+    table = format_metrics_table({"TOY": {"Short": metrics}}, "standard")
+    assert table_cells(table)[0]["CR%"] == "-100.000 ‡" and table_cells(table)[0]["MDD%"] == "100.000"
+    assert table.splitlines()[-1].startswith("‡ wiped out")
+    assert "‡" not in format_metrics_table({"TOY": {"Flat": standard_metrics([1.0, 1.0], 252)}}, "standard")
 
 
 # ---------------------------------------------------------------------------------------------------------------

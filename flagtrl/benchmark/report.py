@@ -5,7 +5,8 @@ Files written to the output folder:
 - `report.md`: per metric convention and window, a table laid out like FLAG-Trader's Tables 1-2 (agents as rows, a
   CR/SR/AV/MDD/Sortino column group per asset, best per column in bold) of each agent's *median-Sharpe run*; then
   mean ± std over seeds, the contamination verdicts, the LLM answer statistics and the failed runs;
-- `results.json`: the configuration, the summary per (agent, asset, window) and every run's metrics;
+- `results.json`: the configuration, the summary per (agent, asset, window) and every run's metrics (strict JSON:
+  non-finite values as the strings "inf", "-inf", "nan", `flagtrl.strict_json`);
 - `runs.csv`: one row per run (both conventions), the rows the tables were taken from marked;
 - `plots/*.png` (see `flagtrl.benchmark.plots`).
 
@@ -18,13 +19,21 @@ by that convention's Sharpe ratio.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from ..metrics import CONVENTION_DESCRIPTIONS, CONVENTIONS, TABLE_COLUMNS, TradingMetrics, format_metrics_table
+from ..metrics import (
+    CONVENTION_DESCRIPTIONS,
+    CONVENTIONS,
+    TABLE_COLUMNS,
+    WIPED_OUT_MARK,
+    WIPED_OUT_NOTE,
+    TradingMetrics,
+    format_metrics_table,
+)
+from ..strict_json import write_json
 from .contamination import CONTAMINATED, UNKNOWN, ContaminationCheck
 
 
@@ -73,6 +82,7 @@ def summarize(records: list[dict]) -> list[dict]:
             entry["median_seed"][convention] = chosen["seed"]
             entry["median"][convention] = chosen["metrics"][convention]
             entry["mean"][convention], entry["std"][convention] = mean_std(runs, convention)
+        entry["wiped_out_runs"] = sum(bool(r.get("wiped_out")) for r in runs)
         entry["contamination"] = runs[0].get("contamination", {}).get("status")
         summary.append(entry)
     return summary
@@ -87,17 +97,23 @@ def _number(value: float, scale: float) -> str:
 
 
 def mean_std_table(summary: list[dict], convention: str) -> str:
-    """Markdown: one row per (window, asset, agent), each column `mean ± std` over the seeds."""
+    """Markdown: one row per (window, asset, agent), each column `mean ± std` over the seeds; wiped-out runs are counted
+    in the Runs column and explained below the table."""
     headers = ["Window", "Asset", "Agent", "Runs"] + [header for header, *_ in TABLE_COLUMNS]
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join([":---"] * 3 + ["---:"] * (len(headers) - 3)) + " |"]
     for entry in summary:
-        cells = [f"{entry['start']} → {entry['end']}", entry["asset"], entry["agent"], str(entry["runs"])]
+        runs = str(entry["runs"])
+        if entry.get("wiped_out_runs"):
+            runs += f" ({entry['wiped_out_runs']}{WIPED_OUT_MARK})"
+        cells = [f"{entry['start']} → {entry['end']}", entry["asset"], entry["agent"], runs]
         for _, name, scale, _ in TABLE_COLUMNS:
             mean, std = entry["mean"][convention][name], entry["std"][convention][name]
             cells.append(
                 f"{_number(mean, scale)} ± {_number(std, scale)}" if entry["runs"] > 1 else _number(mean, scale)
             )
         lines.append("| " + " | ".join(cells) + " |")
+    if any(entry.get("wiped_out_runs") for entry in summary):
+        lines += ["", WIPED_OUT_NOTE]
     return "\n".join(lines)
 
 
@@ -273,6 +289,6 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
         "contamination": [c.to_dict() for c in checks],
         "runs": [{k: v for k, v in r.items() if k != "trajectory"} for r in records],
     }
-    Path(files["json"]).write_text(json.dumps(result, indent=1, default=str))
+    write_json(files["json"], result, indent=1, default=str)
     write_csv(Path(files["csv"]), records, summary)
     return result

@@ -4,7 +4,8 @@ Runs are written to `<output_dir>/runs/<agent>__<asset>__<start>_<end>__seed<k>.
 the runs whose file says `ok` *and* whose settings (agent spec, mode, costs, cash, risk-free rate) are unchanged; failed
 runs are tried again. A run that raises is recorded with its error and the others go on; an agent that cannot be built
 (a missing adapter folder, say) fails all its runs with that message. The report, tables and plots are written at the
-end from the run files (`flagtrl.benchmark.report`, `flagtrl.benchmark.plots`).
+end from the run files (`flagtrl.benchmark.report`, `flagtrl.benchmark.plots`). Every JSON file is strict JSON:
+non-finite metrics are written as the strings "inf", "-inf", "nan" (`flagtrl.strict_json`) and read back as floats.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..agents.base import TradingAgent
 from ..backtest import run_backtest, split_windows
 from ..data.schema import ASSET_CLASSES, MarketSeries, load_market_dataset, market_series
 from ..prompt import PROMPT_VERSION
+from ..strict_json import decode_non_finite, dumps
 from .config import AgentSpec, BenchmarkConfig, parse_benchmark_config
 from .contamination import ContaminationCheck, check_window, enforce, resolve_cutoff
 
@@ -159,15 +161,18 @@ def settings_fingerprint(settings: dict) -> str:
 
 def load_run(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    if isinstance(record, dict) and isinstance(record.get("metrics"), dict):
+        record["metrics"] = decode_non_finite(record["metrics"])  # "inf" back to inf (strict JSON, module docstring)
+    return record
 
 
 def _write_json(path: Path, data) -> None:
     # Write then rename, so an interrupted benchmark never leaves a half-written run that a re-run would trust.
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str, allow_nan=True))
+    tmp.write_text(dumps(data, indent=1, default=str))
     tmp.replace(path)
 
 

@@ -14,13 +14,13 @@ turnover of the rebalance executed at that close, and the policy's decision take
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..metrics import TradingMetrics, paper_metrics, standard_metrics
+from ..strict_json import write_json
 from .environment import AlignedMarket, PortfolioEnv
 
 
@@ -66,8 +66,8 @@ class PortfolioBacktestResult:
         return out
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        """Writes `to_dict()` as strict JSON (non-finite metrics as strings, `flagtrl.strict_json`)."""
+        write_json(path, self.to_dict(), indent=2)
 
 
 def portfolio_metrics(

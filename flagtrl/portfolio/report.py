@@ -7,7 +7,8 @@ Files written to `output_dir`:
 - `metrics.json`: metrics of every policy in both conventions, the activity, the dropped days and the run's settings;
 - `metrics.csv`: one row per (policy, convention);
 - `equity_curves.csv`, `weights.csv`: the account value of each policy per day, and the weights (long format);
-- `trajectories.json`: every policy's day-by-day trajectory, decisions included;
+- `trajectories.json`: every policy's day-by-day trajectory, decisions included (both JSON files are strict JSON:
+  non-finite values as the strings "inf", "-inf", "nan", `flagtrl.strict_json`);
 - `equity_curves.png`: account value / initial cash of every policy;
 - `weights.png`: stacked-area weights over time of the policies that hold more than one asset.
 """
@@ -15,14 +16,13 @@ Files written to `output_dir`:
 from __future__ import annotations
 
 import csv
-import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from ..metrics import CONVENTIONS, TABLE_COLUMNS, format_metrics_table
+from ..strict_json import write_json
 from .backtest import PortfolioBacktestResult
 
 
@@ -75,17 +75,6 @@ def activity_table(results: Mapping[str, PortfolioBacktestResult]) -> str:
             f"{100 * a['mean_cash_weight']:.1f} | {paths} |"
         )
     return "\n".join(lines)
-
-
-def _finite(value):
-    # JSON has no inf/nan: write them as strings, as readers of the report expect to see them.
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def plot_equity_curves(results: Mapping[str, PortfolioBacktestResult], path: Path, title: str) -> None:
@@ -193,7 +182,7 @@ def write_portfolio_report(
             for name, r in results.items()
         },
     }
-    paths["json"].write_text(json.dumps(_finite(summary), indent=2))
+    write_json(paths["json"], summary, indent=2)
 
     fields = [field for _, field, _, _ in TABLE_COLUMNS] + ["annualized_return", "calmar_ratio"]
     with paths["csv"].open("w", newline="") as handle:
@@ -218,9 +207,7 @@ def write_portfolio_report(
         for name, result in results.items():
             for date, weights in zip(result.dates, result.weights()):
                 writer.writerow([name, date, *weights])
-    paths["trajectories"].write_text(
-        json.dumps(_finite({name: r.trajectory for name, r in results.items()}), indent=1)
-    )
+    write_json(paths["trajectories"], {name: r.trajectory for name, r in results.items()}, indent=1)
 
     plot_equity_curves(results, paths["equity_png"], title)
     if not plot_weights(results, paths["weights_png"], f"Weights at each close (cash last) — {title}"):
