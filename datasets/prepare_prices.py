@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
+from flagtrl.cli import run_command
 from flagtrl.data.builder import (
     MarketDatasetArguments,
     build_market_dataset,
@@ -95,4 +96,5 @@ def main(source_args: PriceSourceArguments, output_args: MarketDatasetArguments)
 
 
 if __name__ == "__main__":
-    main(*HfArgumentParser((PriceSourceArguments, MarketDatasetArguments)).parse_args_into_dataclasses())
+    parser = HfArgumentParser((PriceSourceArguments, MarketDatasetArguments))
+    sys.exit(run_command(lambda: main(*parser.parse_args_into_dataclasses())))
