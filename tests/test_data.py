@@ -54,7 +54,8 @@ def investorbench_dir(tmp_path_factory) -> Path:
     output_dir = tmp_path_factory.mktemp("investorbench")
     command = [sys.executable, "datasets/prepare_investorbench.py", "--data_dir", str(INVESTORBENCH)]
     command += ["--output_dir", str(output_dir)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    # PYTHONPATH: this checkout's flagtrl, even where another checkout is the installed one.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "full 2102 rows" in result.stdout
@@ -534,3 +535,17 @@ def test_mixed_or_mismatched_date_formats(tmp_path):
 def test_iso_and_named_month_dates_need_no_format(tmp_path):
     path = write_csv(tmp_path / "iso.csv", "date,close\n2021-02-01,1\n2021/02/02,2\nFeb 3 2021,3\n")
     assert read_price_csv(path, asset="MSFT")["date"].tolist() == ["2021-02-01", "2021-02-02", "2021-02-03"]
+
+
+def test_prepare_prices_date_format_option(tmp_path):
+    prices = load_script("prepare_prices")
+    csv = write_csv(tmp_path / "eu.csv", "Date,Close\n" + "\n".join(f"{d:02d}/07/2020,{d}" for d in range(1, 9)))
+    windows = "stock.train=2020-07-01:2020-07-03,stock.test=2020-07-06:2020-07-08"
+    output = MarketDatasetArguments(output_dir=str(tmp_path / "eu"), windows=windows)
+    with pytest.raises(MarketDataError, match=r"eu\.csv: column 'Date': the dates are ambiguous"):
+        prices.main(prices.PriceSourceArguments(source="csv", csv=str(csv), asset="MSFT"), output)
+    assert not (tmp_path / "eu").exists()
+    prices.main(prices.PriceSourceArguments(source="csv", csv=str(csv), asset="MSFT", date_format="dayfirst"), output)
+    assert load_market_dataset(tmp_path / "eu")["test"]["date"] == ["2020-07-06", "2020-07-07", "2020-07-08"]
+    with pytest.raises(ValueError, match="Unknown date format 'european'"):
+        prices.PriceSourceArguments(source="csv", csv=str(csv), date_format="european")
