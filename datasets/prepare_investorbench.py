@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
+from flagtrl.cli import run_command
 from flagtrl.data.builder import (
     MarketDatasetArguments,
     build_market_dataset,
@@ -41,4 +42,5 @@ def main(source_args: InvestorBenchArguments, output_args: MarketDatasetArgument
 
 
 if __name__ == "__main__":
-    main(*HfArgumentParser((InvestorBenchArguments, MarketDatasetArguments)).parse_args_into_dataclasses())
+    parser = HfArgumentParser((InvestorBenchArguments, MarketDatasetArguments))
+    sys.exit(run_command(lambda: main(*parser.parse_args_into_dataclasses())))

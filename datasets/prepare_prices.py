@@ -9,6 +9,7 @@ CSV files may be long (a date, a close and a ticker column, in the usual spellin
 `Close`/`Adj Close`/`price`, `Ticker`/`Symbol`) or wide (a date column and one price column per ticker); see
 `flagtrl.data.sources.read_price_csv`. skfolio's data (adjusted closes of 20 US large caps, 1990-01-02 to 2022-12-28)
 ship inside the package: no network. yfinance needs `pip install 'flagtrl[yfinance]'` and the network.
+Dates like `01/02/2021` need `--date_format dayfirst` (or `monthfirst`, or `%d/%m/%Y`) unless the file decides it.
 Common options: `--start/--end` (keep only those dates), `--windows ...`, `--push_to_hub --repo_id ...`.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
+from flagtrl.cli import run_command
 from flagtrl.data.builder import (
     MarketDatasetArguments,
     build_market_dataset,
@@ -34,6 +36,7 @@ from flagtrl.data.sources import (
     read_skfolio,
     read_yfinance,
 )
+from flagtrl.data.validation import check_date_format
 
 
 @dataclass
@@ -48,6 +51,13 @@ class PriceSourceArguments:
     start: str | None = field(default=None, metadata={"help": "First date to keep (needed for yfinance)."})
     end: str | None = field(default=None, metadata={"help": "Last date to keep (needed for yfinance)."})
     sort: bool = field(default=False, metadata={"help": "Sort a CSV file's dates instead of rejecting them."})
+    date_format: str | None = field(
+        default=None,
+        metadata={
+            "help": "How to read a CSV file's dates like 01/02/2021: `dayfirst`, `monthfirst` or a strftime format "
+            "(`%d/%m/%Y`). Needed when no date in the file has a number above 12 that decides it."
+        },
+    )
     license: str = field(default="unknown", metadata={"help": "Hub licence id of the CSV data, for the card."})
 
     def __post_init__(self):
@@ -55,6 +65,7 @@ class PriceSourceArguments:
             raise ValueError("--source csv needs --csv path/to/prices.csv.")
         if self.source == "yfinance" and not (self.assets and self.start and self.end):
             raise ValueError("--source yfinance needs --assets, --start and --end.")
+        check_date_format(self.date_format)
 
 
 def main(source_args: PriceSourceArguments, output_args: MarketDatasetArguments) -> None:
@@ -62,7 +73,12 @@ def main(source_args: PriceSourceArguments, output_args: MarketDatasetArguments)
     assets = source_args.assets.split(",") if source_args.assets else None
     if source_args.source == "csv":
         rows = read_price_csv(
-            source_args.csv, source_args.asset, assets, asset_class=source_args.asset_class, sort=source_args.sort
+            source_args.csv,
+            source_args.asset,
+            assets,
+            asset_class=source_args.asset_class,
+            sort=source_args.sort,
+            date_format=source_args.date_format,
         )
         card = csv_card(source_args.csv, source_args.license)
     elif source_args.source == "skfolio":
@@ -80,4 +96,5 @@ def main(source_args: PriceSourceArguments, output_args: MarketDatasetArguments)
 
 
 if __name__ == "__main__":
-    main(*HfArgumentParser((PriceSourceArguments, MarketDatasetArguments)).parse_args_into_dataclasses())
+    parser = HfArgumentParser((PriceSourceArguments, MarketDatasetArguments))
+    sys.exit(run_command(lambda: main(*parser.parse_args_into_dataclasses())))

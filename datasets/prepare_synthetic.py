@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
+from flagtrl.cli import run_command
 from flagtrl.data.builder import MarketDatasetArguments, parse_windows, write_market_dataset
 from flagtrl.data.synthetic import make_synthetic_dataset, synthetic_card
 
@@ -29,11 +30,33 @@ class SyntheticArguments:
     )
     history_days: int = field(default=120, metadata={"help": "Calendar days of history before the first window."})
 
+    def asset_classes(self) -> dict[str, str]:
+        """`--assets` as ticker → asset class."""
+        items = [item.strip() for item in self.assets.split(",") if item.strip()]
+        if not items or not all(item.count("=") == 1 for item in items):
+            raise ValueError(
+                f"--assets is {self.assets!r}; write `TICKER=asset_class` items, e.g. `SYNA=stock,SYNC=crypto`."
+            )
+        return dict(item.split("=") for item in items)
+
+    def accuracy(self) -> float | None:
+        """`--news_accuracy` as a probability, `None` for no news."""
+        if self.news_accuracy.lower() == "none":
+            return None
+        try:
+            return float(self.news_accuracy)
+        except ValueError:
+            raise ValueError(
+                f"--news_accuracy is {self.news_accuracy!r}; write a probability such as 0.7, or `none`."
+            ) from None
+
+    def __post_init__(self):
+        self.asset_classes(), self.accuracy()
+
 
 def main(source_args: SyntheticArguments, output_args: MarketDatasetArguments) -> None:
     windows = parse_windows(output_args.windows)
-    assets = dict(item.split("=") for item in source_args.assets.split(","))
-    accuracy = None if source_args.news_accuracy.lower() == "none" else float(source_args.news_accuracy)
+    assets, accuracy = source_args.asset_classes(), source_args.accuracy()
     dataset = make_synthetic_dataset(
         assets,
         seed=source_args.seed,
@@ -50,4 +73,5 @@ def main(source_args: SyntheticArguments, output_args: MarketDatasetArguments) -
 
 
 if __name__ == "__main__":
-    main(*HfArgumentParser((SyntheticArguments, MarketDatasetArguments)).parse_args_into_dataclasses())
+    parser = HfArgumentParser((SyntheticArguments, MarketDatasetArguments))
+    sys.exit(run_command(lambda: main(*parser.parse_args_into_dataclasses())))

@@ -6,9 +6,14 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import yaml
 from transformers import HfArgumentParser
 
 
@@ -46,6 +51,16 @@ class BacktestArguments:
     risk_free_rate: float = field(default=0.0, metadata={"help": "Annual risk-free rate of the standard metrics."})
     output_json: str | None = field(default=None, metadata={"help": "Where to write metrics and trajectory (JSON)."})
 
+    def __post_init__(self):
+        # Dates are compared as ISO strings: `01/10/2020` would silently select the wrong days.
+        for name in ("start", "end"):
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", getattr(self, name)):
+                raise ValueError(f"--{name} is {getattr(self, name)!r}; write dates as YYYY-MM-DD.")
+        if self.start > self.end:
+            raise ValueError(f"--start {self.start} is after --end {self.end}.")
+        if self.convention not in ("paper", "standard"):
+            raise ValueError(f"Unknown --convention {self.convention!r}; choose paper or standard.")
+
 
 def make_agent(spec: str, seed: int = 0):
     """Build an agent from a CLI spec: a baseline name, or `flag:<adapter>` for a trained FLAG policy."""
@@ -69,7 +84,7 @@ def backtest(argv: list[str]) -> int:
     from .data.schema import load_market_dataset, market_series
     from .metrics import format_metrics_table
 
-    (args,) = HfArgumentParser(BacktestArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = HfArgumentParser(BacktestArguments, prog="flagtrl backtest").parse_args_into_dataclasses(args=argv)
     series = market_series(load_market_dataset(args.dataset), args.asset)
     agent = make_agent(args.agent, seed=args.seed)
     result = run_backtest(
@@ -121,23 +136,43 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(f"usage: flagtrl {{{','.join(COMMANDS)}}} [--help]")
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        if not argv or argv[0] in ("-h", "--help"):
+            return 0
+        print(f"flagtrl: error: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
     return COMMANDS[argv[0]](argv[1:])
 
 
-def console_main() -> int:
-    """Entry point of the `flagtrl` command: bad input prints one clear line instead of a traceback
-    (set `FLAGTRL_DEBUG=1` for the traceback)."""
-    import os
+# Exceptions that mean bad input (a file, a column, a value, a flag, a YAML file, a missing optional package), not a bug
+# in flagtrl.
+INPUT_ERRORS = (ValueError, KeyError, OSError, ModuleNotFoundError, yaml.YAMLError)
 
+
+def run_command(command: Callable[[], int | None], prog: str | None = None) -> int:
+    """Run a command-line entry point so that bad input prints one line, `<prog>: error: <message>`, and exits with 2.
+
+    Shared by the `flagtrl` command and the `datasets/prepare_*.py` scripts. Set `FLAGTRL_DEBUG=1` for the traceback.
+
+    Args:
+        command (`Callable[[], int | None]`): Parses the arguments and runs; returns the exit code (`None` is 0).
+        prog (`str`, *optional*): Name in the message; the script's file name by default.
+
+    Returns:
+        `int`: The exit code.
+    """
     try:
-        return main()
-    except (ValueError, KeyError, FileNotFoundError, OSError) as error:
+        return command() or 0
+    except INPUT_ERRORS as error:
         if os.environ.get("FLAGTRL_DEBUG"):
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"flagtrl: error: {message}", file=sys.stderr)
+        print(f"{prog or Path(sys.argv[0]).name}: error: {' '.join(str(message).split())}", file=sys.stderr)
         return 2
+
+
+def console_main() -> int:
+    """Entry point of the `flagtrl` command (see `run_command`)."""
+    return run_command(main, "flagtrl")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ def investorbench_dir(tmp_path_factory) -> Path:
     output_dir = tmp_path_factory.mktemp("investorbench")
     command = [sys.executable, "datasets/prepare_investorbench.py", "--data_dir", str(INVESTORBENCH)]
     command += ["--output_dir", str(output_dir)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    # PYTHONPATH: this checkout's flagtrl, even where another checkout is the installed one.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "full 2102 rows" in result.stdout
@@ -255,7 +256,7 @@ def test_long_csv_with_bars_and_tickers(tmp_path):
     [
         "timestamp,symbol,price\n2020-07-01,MSFT,1.5\n2020-07-02,MSFT,2.5\n",
         "date,asset,adj_close\n2020/07/01,MSFT,1.5\n2020/07/02,MSFT,2.5\n",
-        "Date,Close\n07/01/2020,1.5\n07/02/2020,2.5\n",
+        "Date,Close\nJul 1 2020,1.5\nJul 2 2020,2.5\n",  # 07/01/2020 is ambiguous: see the date tests below
         "Date,MSFT\n2020-07-01,1.5\n2020-07-02,2.5\n",
     ],
 )
@@ -474,3 +475,77 @@ def test_prepare_prices_and_synthetic_scripts(tmp_path):
     dataset = load_market_dataset(tmp_path / "synthetic")
     assert set(dataset["full"]["asset"]) == {"SYNX"} and not any(dataset["full"]["news"])
     assert "seed 5" in DatasetCard.load(tmp_path / "synthetic" / "README.md").data.pretty_name
+
+
+# --- Dates: day first or month first -----------------------------------------------------------------------------------
+
+FEBRUARY_DAY_FIRST = "Date,Close\n" + "\n".join(f"{day:02d}/02/2021,{100 + day}" for day in range(1, 13))
+
+
+def test_ambiguous_day_first_dates_are_refused(tmp_path):
+    # 1-12 February written day first: every value also reads as a month-first date (2 January ... 2 December).
+    path = write_csv(tmp_path / "feb.csv", FEBRUARY_DAY_FIRST)
+    with pytest.raises(MarketDataError) as error:
+        read_price_csv(path, asset="MSFT")
+    message = str(error.value)
+    for fragment in ["feb.csv", "column 'Date'", "'01/02/2021'", "ambiguous", "--date_format"]:
+        assert fragment in message, message
+    assert "--sort" not in message
+
+
+@pytest.mark.parametrize("date_format", ["dayfirst", "%d/%m/%Y"])
+def test_stated_date_format_reads_day_first(tmp_path, date_format):
+    path = write_csv(tmp_path / "feb.csv", FEBRUARY_DAY_FIRST)
+    rows = read_price_csv(path, asset="MSFT", date_format=date_format)
+    assert rows["date"].tolist() == [f"2021-02-{day:02d}" for day in range(1, 13)]
+
+
+def test_month_first_stated_or_decided(tmp_path):
+    path = write_csv(tmp_path / "jan.csv", "date,close\n01/02/2021,1\n01/03/2021,2\n01/04/2021,3\n")
+    rows = read_price_csv(path, asset="MSFT", date_format="monthfirst")
+    assert rows["date"].tolist() == ["2021-01-02", "2021-01-03", "2021-01-04"]
+    # A day above 12 in the second place decides month first for the whole column.
+    path = write_csv(tmp_path / "decided.csv", "date,close\n01/12/2021,1\n01/13/2021,2\n01/14/2021,3\n")
+    assert read_price_csv(path, asset="MSFT")["date"].tolist() == ["2021-01-12", "2021-01-13", "2021-01-14"]
+
+
+def test_a_day_above_12_decides_day_first_for_the_whole_column(tmp_path):
+    # Before: 01/02 ... 12/02 read as January ... December and 13/02 as 13 February, so the file looked unsorted and
+    # the message suggested `--sort`, which reordered the misread dates.
+    text = FEBRUARY_DAY_FIRST + "\n13/02/2021,113\n14.02.2021,114"
+    path = write_csv(tmp_path / "feb.csv", text.replace("14.02.2021", "14/02/2021"))
+    rows = read_price_csv(path, asset="MSFT")
+    assert rows["date"].tolist() == [f"2021-02-{day:02d}" for day in range(1, 15)]
+    assert rows["close"].tolist() == [100.0 + day for day in range(1, 15)]
+
+
+def test_mixed_or_mismatched_date_formats(tmp_path):
+    path = write_csv(tmp_path / "mixed.csv", "date,close\n13/01/2021,1\n01/14/2021,2\n")
+    with pytest.raises(MarketDataError, match=r"mixed\.csv: column 'date': the dates mix day-first \('13/01/2021'\)"):
+        read_price_csv(path, asset="MSFT")
+    path = write_csv(tmp_path / "us.csv", "date,close\n01/12/2021,1\n01/13/2021,2\n")
+    with pytest.raises(MarketDataError, match=r"cannot read the date '01/13/2021' in column 'date'.*day first"):
+        read_price_csv(path, asset="MSFT", date_format="dayfirst")
+    with pytest.raises(MarketDataError, match=r"'01/12/2021'.*does not match the format '%Y-%m-%d'"):
+        read_price_csv(path, asset="MSFT", date_format="%Y-%m-%d")
+    with pytest.raises(ValueError, match="Unknown date format 'european'"):
+        read_price_csv(path, asset="MSFT", date_format="european")
+
+
+def test_iso_and_named_month_dates_need_no_format(tmp_path):
+    path = write_csv(tmp_path / "iso.csv", "date,close\n2021-02-01,1\n2021/02/02,2\nFeb 3 2021,3\n")
+    assert read_price_csv(path, asset="MSFT")["date"].tolist() == ["2021-02-01", "2021-02-02", "2021-02-03"]
+
+
+def test_prepare_prices_date_format_option(tmp_path):
+    prices = load_script("prepare_prices")
+    csv = write_csv(tmp_path / "eu.csv", "Date,Close\n" + "\n".join(f"{d:02d}/07/2020,{d}" for d in range(1, 9)))
+    windows = "stock.train=2020-07-01:2020-07-03,stock.test=2020-07-06:2020-07-08"
+    output = MarketDatasetArguments(output_dir=str(tmp_path / "eu"), windows=windows)
+    with pytest.raises(MarketDataError, match=r"eu\.csv: column 'Date': the dates are ambiguous"):
+        prices.main(prices.PriceSourceArguments(source="csv", csv=str(csv), asset="MSFT"), output)
+    assert not (tmp_path / "eu").exists()
+    prices.main(prices.PriceSourceArguments(source="csv", csv=str(csv), asset="MSFT", date_format="dayfirst"), output)
+    assert load_market_dataset(tmp_path / "eu")["test"]["date"] == ["2020-07-06", "2020-07-07", "2020-07-08"]
+    with pytest.raises(ValueError, match="Unknown date format 'european'"):
+        prices.PriceSourceArguments(source="csv", csv=str(csv), date_format="european")

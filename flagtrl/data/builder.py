@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -332,12 +333,30 @@ def save_market_dataset(
     """Write the dataset (`save_to_disk`), its card (`README.md`) and its windows (`WINDOWS_FILE`) to `output_dir`.
 
     The folder then loads with `datasets.load_from_disk` or `flagtrl.data.schema.load_market_dataset`, and
-    `flagtrl.data.schema.load_windows` reads back the windows it was split with.
+    `flagtrl.data.schema.load_windows` reads back the windows it was split with. Everything is written to a sibling
+    folder first and renamed into place, so a failure half-way leaves no folder that loads as a dataset; an existing
+    dataset folder at `output_dir` is replaced, any other non-empty folder is refused.
+
+    Raises:
+        `FileExistsError`: when `output_dir` exists and is neither empty nor a dataset folder.
     """
     output_dir = Path(output_dir)
-    dataset.save_to_disk(str(output_dir))
-    market_dataset_card(dataset, info, windows).save(output_dir / "README.md")
-    (output_dir / WINDOWS_FILE).write_text(_windows_json(windows))
+    if output_dir.exists() and not (
+        output_dir.is_dir() and (not any(output_dir.iterdir()) or (output_dir / "dataset_dict.json").is_file())
+    ):
+        raise FileExistsError(f"{output_dir} exists and is not a dataset folder; choose another --output_dir.")
+    partial = output_dir.with_name(f".{output_dir.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        dataset.save_to_disk(str(partial))
+        market_dataset_card(dataset, info, windows).save(partial / "README.md")
+        (partial / WINDOWS_FILE).write_text(_windows_json(windows))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    partial.rename(output_dir)
     return output_dir
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -148,6 +149,7 @@ def price_rows_from_table(
     assets: Sequence[str] | None = None,
     asset_class: str = "stock",
     sort: bool = False,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Schema rows from a price table in the long or the wide layout (see `read_price_csv`)."""
     found = _find_columns(list(table.columns))
@@ -176,7 +178,7 @@ def price_rows_from_table(
                     f"{source}: unknown asset(s) {unknown}; the file holds {sorted(set(tickers.dropna()))}."
                 )
             frame = frame[tickers.isin(selected)]
-        return validate_rows(frame, source, sort=sort)
+        return validate_rows(frame, source, sort=sort, date_format=date_format, date_column=str(found["date"]))
 
     # Wide layout: a date column and one close column per ticker. A file with bar or ticker columns but no close is a
     # long file that lacks its close, not a wide file with tickers named `Open` and `Volume`.
@@ -209,7 +211,13 @@ def price_rows_from_table(
                 }
             )
         )
-    return validate_rows(pd.concat(frames, ignore_index=True), source, sort=sort)
+    return validate_rows(
+        pd.concat(frames, ignore_index=True),
+        source,
+        sort=sort,
+        date_format=date_format,
+        date_column=str(found["date"]),
+    )
 
 
 def read_price_csv(
@@ -218,6 +226,7 @@ def read_price_csv(
     assets: Sequence[str] | None = None,
     asset_class: str = "stock",
     sort: bool = False,
+    date_format: str | None = None,
 ) -> pd.DataFrame:
     """Read daily prices from a CSV file (plain or compressed) into schema rows.
 
@@ -231,22 +240,32 @@ def read_price_csv(
     from `Ticker`, `Symbol`, `asset`. In the wide layout a ticker's leading and trailing empty cells (before listing,
     after delisting) are dropped; an empty cell in between is an error.
 
+    Dates in ISO (`2021-02-01`) or with a named month are read as they are. Dates like `01/02/2021` are read day or
+    month first only when some value of the column decides it (`13/02/2021` can only be day first); a column where no
+    value decides is refused unless `date_format` says how to read it.
+
     Args:
         path (`str` or `Path`): The CSV file.
         asset (`str`, *optional*): The ticker of a long file without a ticker column; otherwise the one asset to keep.
         assets (`Sequence[str]`, *optional*): Tickers to keep (all by default).
         asset_class (`str`, *optional*, defaults to `"stock"`): Class of the assets when the file has no such column.
         sort (`bool`, *optional*, defaults to `False`): Sort dates instead of rejecting a file out of date order.
+        date_format (`str`, *optional*): `dayfirst`, `monthfirst` or a strftime format (`%d/%m/%Y`) for the dates.
 
     Raises:
-        `MarketDataError`: on a missing date or close column (naming the columns found), an unknown asset, or a bad
-            value (see `validate_rows`).
+        `MarketDataError`: on a file that is not CSV, a missing date or close column (naming the columns found), an
+            ambiguous date column, an unknown asset, or a bad value (see `validate_rows`).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No CSV file at {path}.")
-    table = pd.read_csv(path)
-    return price_rows_from_table(table, path.name, asset=asset, assets=assets, asset_class=asset_class, sort=sort)
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise MarketDataError(f"{path.name}: not a readable CSV file ({str(error).strip()}).") from None
+    return price_rows_from_table(
+        table, path.name, asset=asset, assets=assets, asset_class=asset_class, sort=sort, date_format=date_format
+    )
 
 
 def csv_card(path: str | Path, license: str = "unknown") -> DatasetCardInfo:
@@ -357,7 +376,14 @@ def read_yfinance(
 
 
 def clip_dates(rows: pd.DataFrame, start: str | None = None, end: str | None = None) -> pd.DataFrame:
-    """Keep the rows from `start` to `end` (ISO dates, inclusive; either may be `None`)."""
+    """Keep the rows from `start` to `end` (ISO dates, inclusive; either may be `None`).
+
+    Raises:
+        `ValueError`: when `start` or `end` is not an ISO date (they are compared as strings with the ISO row dates).
+    """
+    for name, date in (("start", start), ("end", end)):
+        if date and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+            raise ValueError(f"--{name} is {date!r}; write dates as YYYY-MM-DD.")
     keep = pd.Series(True, index=rows.index)
     if start:
         keep &= rows["date"] >= start

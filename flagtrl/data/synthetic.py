@@ -180,8 +180,19 @@ def synthetic_market_frame(
 
     Returns:
         `pandas.DataFrame`: One row per asset and trading day, with every schema column.
+
+    Raises:
+        `ValueError`: for an asset class without windows, or a `news_accuracy`
+            outside [0, 1].
     """
     assets = DEFAULT_SYNTHETIC_ASSETS if assets is None else assets
+    for asset, asset_class in assets.items():
+        if asset_class not in windows:
+            raise ValueError(
+                f"Asset {asset} has the class {asset_class!r}; expected one of {list(windows)} (the classes with windows)."
+            )
+    if news_accuracy is not None and not 0 <= news_accuracy <= 1:
+        raise ValueError(f"news_accuracy is {news_accuracy}; it is a probability, between 0 and 1.")
     frames = [
         synthetic_asset_frame(
             asset.upper(),

@@ -13,6 +13,8 @@ returns that never existed.
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,34 +42,105 @@ def _show(value: object) -> str:
     return repr(value)
 
 
-def _parse_date(value: object) -> str | None:
-    """ISO `YYYY-MM-DD` of one date value, or `None` when it is not a date.
+DATE_ORDERS = ("dayfirst", "monthfirst")
 
-    Time zones are dropped without conversion: a daily bar stamped `2020-07-01 00:00-04:00` belongs to 2020-07-01 on
-    its own exchange, whereas converting it to UTC first would move it to another day for sources east of UTC.
+# Two numbers and a year with the same separator: `01/02/2021`, `1.2.21`, `01-02-2021`. One such value alone cannot say
+# whether the first number is the day or the month; pandas guesses month first, and day first when that fails.
+_NUMERIC_DATE = re.compile(r"^(\d{1,2})([/.\-])(\d{1,2})\2(\d{4}|\d{2})(?=$|[\sT])(.*)$")
+
+
+def check_date_format(date_format: str | None) -> str | None:
+    """`date_format` if it is `None`, `dayfirst`, `monthfirst` or a strftime format (with a `%`); else an error."""
+    if date_format is None or date_format in DATE_ORDERS or "%" in date_format:
+        return date_format
+    raise ValueError(
+        f"Unknown date format {date_format!r}: use `dayfirst`, `monthfirst` or a strftime format such as `%d/%m/%Y`."
+    )
+
+
+def _parse_date(value: object, date_format: str | None = None) -> str | None:
+    """ISO `YYYY-MM-DD` of one date value, or `None` when it is not a date (or does not match `date_format`).
+
+    `date_format` is `dayfirst` / `monthfirst` (how to read `01/02/2021`; year-first and named-month dates read as
+    usual) or a strftime format. Time zones are dropped without conversion: a daily bar stamped
+    `2020-07-01 00:00-04:00` belongs to 2020-07-01 on its own exchange, whereas converting it to UTC first would move it
+    to another day for sources east of UTC.
     """
-    if isinstance(value, pd.Timestamp):
-        timestamp = value
-    else:
-        try:
-            timestamp = pd.Timestamp(str(value).strip())
-        except (ValueError, TypeError, OverflowError):
-            return None
+    try:
+        if isinstance(value, pd.Timestamp | datetime.date):
+            timestamp = pd.Timestamp(value)
+        elif date_format and "%" in date_format:
+            timestamp = pd.to_datetime(str(value).strip(), format=date_format)
+        else:
+            text = str(value).strip()
+            match = _NUMERIC_DATE.match(text)
+            if match:
+                first, second = int(match[1]), int(match[3])
+                day, month = (first, second) if date_format == "dayfirst" else (second, first)
+                year = int(match[4]) if len(match[4]) == 4 else datetime.datetime.strptime(match[4], "%y").year
+                text = f"{year:04d}-{month:02d}-{day:02d}{match[5]}"
+            timestamp = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError):
+        return None
     if pd.isna(timestamp):
         return None
     return timestamp.strftime("%Y-%m-%d")
 
 
-def _iso_dates(frame: pd.DataFrame, source: str) -> pd.Series:
-    parsed = {value: _parse_date(value) for value in pd.unique(frame["date"].dropna())}
+def _date_order(values: Sequence[object], source: str, date_column: str) -> str | None:
+    """`dayfirst` or `monthfirst` as the column's `01/02/2021`-like values decide it, `None` when it has none.
+
+    A value whose first number is above 12 (`13/02/2021`) can only be day first, one whose second number is, month
+    first; the whole column must agree. When no value decides, the column is ambiguous and refused.
+    """
+    numeric = []
+    for value in values:
+        if isinstance(value, str) and (match := _NUMERIC_DATE.match(value.strip())):
+            numeric.append((value, int(match[1]), int(match[3])))
+    if not numeric:
+        return None
+    where = f"{source}: column {date_column!r}"
+    dayfirst = next((value for value, first, second in numeric if first > 12 >= second), None)
+    monthfirst = next((value for value, first, second in numeric if second > 12 >= first), None)
+    if dayfirst and monthfirst:
+        raise MarketDataError(
+            f"{where}: the dates mix day-first ({dayfirst!r}) and month-first ({monthfirst!r}) values; fix the file "
+            f"(ISO dates like 2021-02-01 are never ambiguous)."
+        )
+    if dayfirst or monthfirst:
+        return "dayfirst" if dayfirst else "monthfirst"
+    ambiguous = next(((value, first, second) for value, first, second in numeric if first != second), None)
+    if ambiguous is None:  # every value reads the same both ways (`01/01/2021`)
+        return "dayfirst"
+    value, first, second = ambiguous
+    raise MarketDataError(
+        f"{where}: the dates are ambiguous: {value!r} is {_parse_date(value, 'dayfirst')} read day first or "
+        f"{_parse_date(value, 'monthfirst')} read month first, and no date in the column has a number above 12 to "
+        f"decide. State the format: `--date_format dayfirst`, `--date_format monthfirst` or a strftime format such "
+        f"as `--date_format %d/%m/%Y`."
+    )
+
+
+def _iso_dates(frame: pd.DataFrame, source: str, date_format: str | None, date_column: str) -> pd.Series:
+    unique = list(pd.unique(frame["date"].dropna()))
+    if date_format is None:
+        date_format = _date_order(unique, source, date_column)
+    parsed = {value: _parse_date(value, date_format) for value in unique}
     dates = frame["date"].map(lambda value: None if pd.isna(value) else parsed[value])
     bad = dates.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         value = frame["date"].iloc[row]
+        expected = (
+            f"it does not match the format {date_format!r}"
+            if date_format and "%" in date_format
+            else f"it cannot be read {date_format.replace('first', ' first')}"
+            if date_format
+            else "dates must look like 2020-07-01"
+        )
         raise MarketDataError(
-            f"{_where(source, frame['asset'].iloc[row], repr(value))}: cannot read the date {value!r} (data row "
-            f"{row + 1}); dates must look like 2020-07-01."
+            f"{_where(source, frame['asset'].iloc[row], repr(value))}: cannot read the date {value!r} in column "
+            f"{date_column!r} (data row {row + 1}); {expected}."
         )
     return dates.astype(object)
 
@@ -103,7 +176,9 @@ def _texts(frame: pd.DataFrame, column: str, source: str) -> list[list[str]]:
     return texts
 
 
-def validate_rows(frame: pd.DataFrame, source: str, sort: bool = False) -> pd.DataFrame:
+def validate_rows(
+    frame: pd.DataFrame, source: str, sort: bool = False, date_format: str | None = None, date_column: str = "date"
+) -> pd.DataFrame:
     """Check market rows and return them normalised to the schema's conventions.
 
     Normalised means: `date` as ISO `YYYY-MM-DD` strings, `asset` upper case, `asset_class` lower case (`stock` when
@@ -120,13 +195,20 @@ def validate_rows(frame: pd.DataFrame, source: str, sort: bool = False) -> pd.Da
             Sort each asset's rows by date. Without it, dates that go backwards within an asset are an error: in a
             file that is meant to be in time order, they point to a bad export. Sources keyed by date (JSON objects)
             have no order of their own and are read with `sort=True`.
+        date_format (`str`, *optional*):
+            How to read dates such as `01/02/2021`: `dayfirst`, `monthfirst`, or a strftime format (`%d/%m/%Y`).
+            By default ISO and named-month dates are read as they are, and a column of `01/02/2021`-like dates only
+            when some value has a number above 12 that decides the order for the whole column; otherwise the column
+            is ambiguous and refused (guessing would swap day and month without a word).
+        date_column (`str`, *optional*, defaults to `"date"`):
+            Name of the date column in the source, for the error messages.
 
     Returns:
         `pandas.DataFrame`: The checked rows, with a fresh index.
 
     Raises:
         `MarketDataError`: on a missing required column, an empty asset, an unreadable date, an unknown asset class, a
-            close that is missing, not a number, zero or negative, an optional price that is zero or negative, a
+            date column that is ambiguous or mixes day-first and month-first dates, a close that is missing, not a number, zero or negative, an optional price that is zero or negative, a
             negative volume, news or filings that are not lists of strings, a date listed twice for an asset, or dates
             out of order (without `sort`). The message names the source, the asset, the date and the value.
     """
@@ -148,7 +230,8 @@ def validate_rows(frame: pd.DataFrame, source: str, sort: bool = False) -> pd.Da
             f"{row + 1})."
         )
     rows = pd.DataFrame({"asset": frame["asset"].astype(str).str.strip().str.upper()})
-    rows["date"] = _iso_dates(frame.assign(asset=rows["asset"]), source)
+    date_format = check_date_format(date_format)
+    rows["date"] = _iso_dates(frame.assign(asset=rows["asset"]), source, date_format, date_column)
     located = frame.assign(asset=rows["asset"], date=rows["date"])
 
     if "asset_class" in frame.columns:
@@ -208,6 +291,12 @@ def validate_rows(frame: pd.DataFrame, source: str, sort: bool = False) -> pd.Da
         )
 
     if not sort:
+        # Sorting cannot repair dates read with the wrong format: then the format is what to fix.
+        remedy = (
+            f"Check `--date_format {date_format}` (the dates were read with it), or fix the file"
+            if date_format
+            else "Fix the file, or sort it on reading (`sort=True`, `--sort`)"
+        )
         for asset, group in rows.groupby("asset", sort=False):
             dates = group["date"].to_numpy()
             backwards = np.flatnonzero(dates[1:] < dates[:-1])
@@ -215,8 +304,7 @@ def validate_rows(frame: pd.DataFrame, source: str, sort: bool = False) -> pd.Da
                 i = int(backwards[0])
                 raise MarketDataError(
                     f"{_where(source, asset, dates[i + 1])}: dates are not in ascending order: {dates[i + 1]} comes "
-                    f"after {dates[i]} (data row {int(group.index[i + 1]) + 1}). Fix the file, or sort it on reading "
-                    f"(`sort=True`, `--sort`)."
+                    f"after {dates[i]} (data row {int(group.index[i + 1]) + 1}). {remedy}."
                 )
     return rows.sort_values(["asset", "date"], kind="stable").reset_index(drop=True)
 
