@@ -34,6 +34,7 @@ _import_structure = {
         "BuyAndHoldAgent",
         "MomentumAgent",
         "MovingAverageCrossoverAgent",
+        "NewsSentimentAgent",
         "RandomAgent",
         "make_baseline",
     ],
@@ -60,7 +61,13 @@ _import_structure = {
     "portfolio.risk": ["RiskManager"],
     "portfolio.team": ["AnalystCommittee", "Team"],
     "prompt": ["PromptBuilder", "PromptConfig"],
-    "rewards": ["sharpe_delta_reward"],
+    "rewards": [
+        "REWARDS",
+        "differential_sharpe_ratio",
+        "get_reward_function",
+        "log_return_reward",
+        "sharpe_delta_reward",
+    ],
     "trainer.ppo_flag_config": ["FlagPPOConfig"],
     "trainer.ppo_flag_trainer": ["FlagPPOTrainer"],
 }
@@ -76,6 +83,7 @@ if TYPE_CHECKING:
         BuyAndHoldAgent,
         MomentumAgent,
         MovingAverageCrossoverAgent,
+        NewsSentimentAgent,
         RandomAgent,
         make_baseline,
     )
@@ -102,7 +110,13 @@ if TYPE_CHECKING:
     from .portfolio.risk import RiskManager
     from .portfolio.team import AnalystCommittee, Team
     from .prompt import PromptBuilder, PromptConfig
-    from .rewards import sharpe_delta_reward
+    from .rewards import (
+        REWARDS,
+        differential_sharpe_ratio,
+        get_reward_function,
+        log_return_reward,
+        sharpe_delta_reward,
+    )
     from .trainer.ppo_flag_config import FlagPPOConfig
     from .trainer.ppo_flag_trainer import FlagPPOTrainer
 
