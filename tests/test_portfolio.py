@@ -149,6 +149,57 @@ def test_an_asset_that_did_not_move_is_left_out():
     assert allocation.covariance.shape == (3, 3)
 
 
+@pytest.mark.parametrize("mean_estimator", ["shrunk", "empirical"])
+def test_a_flat_asset_next_to_one_that_moves_gets_no_weight(mean_estimator):
+    returns = np.random.default_rng(0).normal(5e-4, 0.01, (60, 2))
+    returns[:, 0] = 0.0
+    allocation = small_manager(mean_estimator=mean_estimator).allocate(returns, ["FLAT", "MOVE"])
+    np.testing.assert_allclose(allocation.weights, [0.0, 1.0])
+    assert allocation.method == "max_sharpe" and allocation.reason is None
+    assert any("left out" in note and "FLAT" in note for note in allocation.notes)
+    assert np.all(np.isfinite(allocation.expected_returns)) and allocation.expected_returns[0] == 0.0
+
+
+@pytest.mark.parametrize("drift, method", [(5e-4, "max_sharpe"), (-5e-3, "min_variance")])
+def test_a_single_asset_gets_all_the_weight_for_the_true_reason(drift, method):
+    returns = np.random.default_rng(1).normal(drift, 0.01, (60, 1))
+    allocation = small_manager().allocate(returns, ["ONLY"])
+    np.testing.assert_allclose(allocation.weights, [1.0])
+    assert allocation.method == method
+    assert allocation.reason is None if method == "max_sharpe" else "risk-free rate" in allocation.reason
+    assert allocation.expected_returns == pytest.approx(returns.mean(axis=0))  # the sample mean, noted
+    assert any("sample mean used" in note and "one asset" in note for note in allocation.notes)
+
+
+@pytest.mark.parametrize("columns", [1, 3])
+def test_the_shrunk_mean_is_guarded_where_james_stein_is_undefined(columns):
+    # One asset, or assets whose sample means are equal: skfolio's ShrunkMu divides 0 by 0 (NaN), or by a rounding
+    # error (a mean of -2e12 for these three columns); shrinking equal means changes nothing: the sample mean.
+    base = np.random.default_rng(2).normal(5e-4, 0.01, 60)
+    returns = np.stack([np.roll(base, k) for k in range(columns)], axis=1)  # the same mean up to rounding
+    manager = small_manager(mean_estimator="shrunk")
+    allocation = manager.allocate(returns, [f"A{i}" for i in range(columns)])
+    assert allocation.method == "max_sharpe"
+    np.testing.assert_allclose(allocation.expected_returns, returns.mean(axis=0))
+    assert manager.mean_estimator_for(returns)[0] == "empirical"
+    spread = returns + np.arange(columns) * 1e-4  # distinct means: James-Stein applies
+    assert manager.mean_estimator_for(spread) == ("shrunk", None) or columns == 1
+
+
+def test_a_failed_optimisation_keeps_a_left_out_asset_out(monkeypatch):
+    from skfolio.optimization import MeanRisk
+
+    def broken(self, X, y=None, **kwargs):
+        raise RuntimeError("solver exploded")
+
+    monkeypatch.setattr(MeanRisk, "fit", broken)
+    returns = np.random.default_rng(3).normal(5e-4, 0.01, (60, 3))
+    returns[:, 1] = 0.0
+    allocation = small_manager().allocate(returns, ["A", "FLAT", "C"])
+    assert allocation.method == "equal_weight" and "solver exploded" in allocation.reason
+    np.testing.assert_allclose(allocation.weights, [0.5, 0.0, 0.5])
+
+
 def test_short_history_gives_equal_weight():
     allocation = small_manager().allocate(np.zeros((5, 4)), list("ABCD"))
     assert allocation.method == "equal_weight" and "insufficient_history" in allocation.reason

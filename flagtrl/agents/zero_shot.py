@@ -11,8 +11,9 @@ Two ways to turn a causal LM into pi(.|s_t):
   faster than generating. `temperature` does not apply (the backtest's `greedy` flag picks argmax or sampling).
 
 Parsing (`parse_action`) accepts a JSON object with an `action` key, a truncated `"action": "buy` and a bare action word
-(case-insensitive). An answer it cannot read, or one naming several different actions, is **unparseable: the agent
-holds** (hold is valid in every account state, so the fallback never breaks the mask) and counts it in
+(case-insensitive). An action named in order to reject it ("Do not buy.", `{"action": "not buy"}`, "sell rather than
+buy") is not chosen. An answer it cannot read, one naming several different actions, or one that only rejects actions is
+**unparseable: the agent holds** (hold is valid in every account state, so the fallback never breaks the mask) and counts it in
 `agent.stats["unparseable"]`. An action that is masked in the current state (sell with no shares, buy with no cash) is
 also executed as hold and counted in `agent.stats["masked"]`; in `likelihood` mode `masked` counts the decisions whose
 most likely action was masked (its mass goes to the valid actions).
@@ -39,6 +40,15 @@ FALLBACK_ACTION = "hold"
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.S)
 _ACTION_FIELD = re.compile(r"[\"']?action[\"']?\s*[:=]\s*[\"']?\s*(buy|sell|hold)\b", re.I)
 _ACTION_WORD = re.compile(r"\b(buy|sell|hold)\b", re.I)
+# Clauses: a negation reaches to the end of its clause ("Don't sell; hold." holds, "Sell, not buy." sells).
+_CLAUSE_BREAK = re.compile(r"[.!?;:,()\[\]{}\n]|\b(?:but|so|therefore|hence|thus)\b", re.I)
+# Words that reject what follows them: negations, refusals, and the rejected side of a preference ("buy rather than
+# sell", "sell instead of buy", "I'd sooner sell than buy"). "no-brainer" is not a negation.
+_NEGATION = re.compile(
+    r"\b(?:not|no(?!-)|never|neither|nor|cannot|without|against|than|instead\s+of|avoid\w*|refrain\w*"
+    r"|(?:do|does|did|should|would|could|must|ca|wo|is|are|was|were|need|have|has|had|ai)n['’]?t)\b",
+    re.I,
+)
 
 
 def parse_action(text: str) -> str | None:
@@ -46,6 +56,11 @@ def parse_action(text: str) -> str | None:
 
     Tried in order: a JSON object with an `action` key (`{"action": "Buy"}`), an `action: buy` field (also in a
     truncated or single-quoted object), and a bare action word (`SELL.`). Matching is case-insensitive.
+
+    A bare action word preceded in its clause by a negation or refusal (not, no, never, don't, shouldn't, won't, avoid,
+    refrain from, against, rather than, instead of) is rejected, not chosen: "Do not buy." names no action (`None`),
+    "Don't sell, hold." is hold, "I would buy rather than sell" is buy. Double negations are not resolved ("no reason
+    not to buy" is `None`): an unreadable answer costs a hold, a misread one a trade the model argued against.
     """
     for candidate in _JSON_OBJECT.findall(text):
         try:
@@ -59,8 +74,13 @@ def parse_action(text: str) -> str | None:
     field = _ACTION_FIELD.search(text)
     if field:
         return field.group(1).lower()
-    words = {word.lower() for word in _ACTION_WORD.findall(text)}
-    return words.pop() if len(words) == 1 else None
+    chosen = set()
+    for clause in _CLAUSE_BREAK.split(text):
+        negation = _NEGATION.search(clause)
+        for word in _ACTION_WORD.finditer(clause):
+            if negation is None or negation.start() > word.start():
+                chosen.add(word.group(1).lower())
+    return chosen.pop() if len(chosen) == 1 else None
 
 
 class ZeroShotLLMAgent:

@@ -12,7 +12,10 @@ Degenerate cases, and what the manager does (the `Allocation` says which path it
 
 - fewer than `min_observations` returns in the window → equal weight (`method="equal_weight"`);
 - an asset whose price did not move over the window (zero variance, which the estimators reject) → left out of the
-  optimisation with weight 0, and noted;
+  optimisation with weight 0, and noted (one asset left to optimise gets weight 1, through the same path);
+- the shrunk mean with a single asset, or with assets whose sample means are all equal: James-Stein shrinks each mean
+  towards the assets' average, which is then the mean itself, and skfolio's estimate is 0/0 → the sample mean (the
+  shrinkage would change nothing), noted;
 - a singular sample covariance (collinear assets, fewer days than assets) → the shrinkage estimator makes it invertible
   (skfolio also projects to the nearest positive-definite matrix); the rank is noted;
 - no asset's expected return above r_f (e.g. every view bearish): the maximum Sharpe ratio is negative and the
@@ -151,12 +154,27 @@ class PortfolioManager:
         self.solver = solver
 
     # --- estimation ------------------------------------------------------------------------------------------
-    def prior_estimator(self) -> EmpiricalPrior:
-        """A fresh skfolio prior that estimates the mean and covariance from returns."""
+    def prior_estimator(self, mean_estimator: str | None = None) -> EmpiricalPrior:
+        """A fresh skfolio prior that estimates the mean (with `mean_estimator`, defaults to the manager's) and the
+        covariance from returns."""
         return EmpiricalPrior(
-            mu_estimator=MEAN_ESTIMATORS[self.mean_estimator](),
+            mu_estimator=MEAN_ESTIMATORS[mean_estimator or self.mean_estimator](),
             covariance_estimator=COVARIANCE_ESTIMATORS[self.covariance_estimator](),
         )
+
+    def mean_estimator_for(self, returns: np.ndarray) -> tuple[str, str | None]:
+        """The mean estimator that applies to these returns, and a note when it is not the configured one.
+
+        James-Stein (`shrunk`) pulls each sample mean towards their cross-sectional average by a factor divided by
+        their dispersion around it: with one asset, or equal sample means, that dispersion is 0 and skfolio returns
+        NaN (or, for means equal up to rounding, a mean blown up by a factor of 1/rounding), while the shrinkage has
+        nothing to do; the sample mean is the same estimate, well defined.
+        """
+        means = returns.mean(axis=0)
+        if self.mean_estimator == "shrunk" and np.ptp(means) <= 1e-9 * np.abs(means).max():
+            what = "one asset" if len(means) == 1 else "equal sample means"
+            return "empirical", f"sample mean used: the shrunk (James-Stein) mean is undefined with {what}"
+        return self.mean_estimator, None
 
     def allocate(
         self,
@@ -197,10 +215,12 @@ class PortfolioManager:
                 f"sample covariance singular (rank {rank} < {active.sum()}); {self.covariance_estimator} estimate used"
             )
         active_assets = [a for a, k in zip(assets, active) if k]
+        mean_estimator, note = self.mean_estimator_for(returns[:, active])
+        notes += [note] if note else []
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                prior = self.prior_estimator().fit(self._frame(returns[:, active])).return_distribution_
+                prior = self.prior_estimator(mean_estimator).fit(self._frame(returns[:, active])).return_distribution_
             # e.g. "not positive definite ... nearest positive definite covariance": worth a note, not a console line.
             notes += list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
         except Exception as error:  # estimators reject degenerate data with several exception types
@@ -212,8 +232,11 @@ class PortfolioManager:
             views = AssetViews([views.assets[i] for i in keep], views.tilts[keep], views.confidences[keep])
         allocation = self.allocate_from_moments(prior.mu, prior.covariance, active_assets, views=views)
         if allocation.method in ("previous_weights", "equal_weight"):
-            # A failure on the active assets falls back on the whole portfolio's previous weights.
+            # A failure on the active assets falls back on the whole portfolio's previous weights, else on equal
+            # weights of the active assets (an asset left out stays out).
             fallback = self._fallback(num_assets, previous_weights, allocation.reason)
+            if fallback.method == "equal_weight":
+                fallback.weights = np.where(active, 1.0 / active.sum(), 0.0)
             allocation.weights, allocation.method = fallback.weights, fallback.method
         else:
             weights = np.zeros(num_assets)
