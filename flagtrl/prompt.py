@@ -1,16 +1,19 @@
 """lang(s_t): the paper's prompt (Figure 3) built from a `TradingState` with the tokenizer's chat template.
 
-Four parts: (1) the task, (2) the legible actions, (3) the state as JSON (recent prices and the day's news and filings;
-the account status; the previous decisions), (4) the output format. The prompt is kept in two token segments:
+Four parts: (1) the task, (2) the legible actions, (3) the state as JSON (recent prices and filings; the account
+status and the previous decisions; the day's news), (4) the output format, whose answer opening `{"action": "` ends
+the prompt. The prompt is kept in two token segments:
 
-- the *market prefix*: task, actions and market JSON; it depends only on (asset, date) and the trading mode (which
-  words the actions), so the frozen layers' work on it can be cached and shared by every episode that meets that date;
-- the *account suffix*: account JSON with the previous decisions, and the assistant turn's opening.
-
-The task, the actions and the output format form the system turn; the state JSON (market, then account) the user turn.
+- the *market prefix*: task, actions, output format and market JSON; it depends only on (asset, date) and the trading
+  mode (which words the actions), so the frozen layers' work on it can be cached and shared by every episode on that
+  date;
+- the *account suffix*: account JSON with the previous decisions, the day's news (`news_position="last"`, the default:
+  the decision-relevant text right before the answer, where a small model's last token can find it), the assistant
+  turn's opening and the answer prefix.
 
 Both segments are tokenised separately and concatenated, so the prefix's tokens are identical for every episode on a
-date. A hard token budget is enforced by dropping news, then filings, then shortening the price history.
+date. A hard token budget is enforced: the prefix drops filings, then shortens the price history (and drops news when
+they sit in the market JSON); the suffix shows fewer previous decisions, then fewer news items.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from .actions import ACTIONS
 from .envs.trading_env import TradingState
 
 
-PROMPT_VERSION = "flag-v3"  # v2: compact JSON, rounded account numbers; v3: trades at today's close, no reward named
+# v2: compact JSON, rounded account numbers; v3: trades at today's close, no reward named, answer prefix.
+PROMPT_VERSION = "flag-v3"
 ACCOUNT_MARKER = "Account state:"
 _SENTIMENT_TAG = "(Sentiment:"
 
@@ -41,6 +45,10 @@ ACTIONS_DESCRIPTION = {
         "from today's close to the next trading day's; hold = stay flat (no position) until the next trading day."
     ),
 }
+NEWS_POSITIONS = ("last", "market")
+NEWS_MARKER = "Today's news:"
+# The opening of the answer the output format asks for: right after it the model writes the action word.
+ANSWER_PREFIX = '{"action": "'
 OUTPUT_FORMAT = (
     'Answer with one JSON object and nothing else, one of: {"action": "buy"}, {"action": "sell"}, {"action": "hold"}.'
 )
@@ -60,6 +68,18 @@ class PromptConfig:
         max_prompt_tokens (`int`, *optional*, defaults to `512`): Hard budget of the whole prompt in tokens.
         account_tokens (`int`, *optional*): Tokens reserved for the account suffix (default: half the budget, at
             least 192); the market prefix gets the rest, so that its content never depends on the episode.
+        answer_prefix (`bool`, *optional*, defaults to `True`): End the prompt with the opening of the answer,
+            `{"action": "`, after the assistant turn's start. The next token is then the action word itself, so the
+            LM head's rows of `sell`/`hold`/`buy` (the policy head's initialisation) score the answer the model would
+            give, as TWOSOME's action-token likelihoods do; without it they are read where the model is about to
+            write `{`, and SmolLM2's zero-shot preference there ignored the news (P(buy) 0.584 on both positive and
+            negative days of a synthetic market).
+        news_position (`str`, *optional*, defaults to `"last"`): Where the day's news goes: `last`, after the account
+            state, right before the answer (part of the per-step suffix), or `market`, inside the market JSON (the
+            cached prefix; the flag-v2 layout). Measured on SmolLM2-135M with its top 2 layers trained to classify
+            the news of a synthetic market: `last` reached 100 % held-out accuracy in 50 steps, `market` stayed at
+            chance (the last token, 150 tokens of account JSON later, does not find one sentence mid-prompt). `last`
+            costs the news' tokens in the frozen layers on every step.
     """
 
     price_history_days: int = 10
@@ -70,8 +90,12 @@ class PromptConfig:
     decision_history: int = 10
     max_prompt_tokens: int = 512
     account_tokens: int | None = None
+    answer_prefix: bool = True
+    news_position: str = "last"
 
     def __post_init__(self):
+        if self.news_position not in NEWS_POSITIONS:
+            raise ValueError(f"news_position must be one of {list(NEWS_POSITIONS)}, got {self.news_position!r}.")
         if self.account_tokens is None:
             self.account_tokens = max(192, self.max_prompt_tokens // 2)
         if self.account_tokens >= self.max_prompt_tokens:
@@ -142,11 +166,21 @@ def account_data(state: TradingState, config: PromptConfig, history: int | None 
 
 
 def build_messages(
-    state: TradingState, config: PromptConfig, market: dict | None = None, history: int | None = None
+    state: TradingState,
+    config: PromptConfig,
+    market: dict | None = None,
+    history: int | None = None,
+    news_items: int | None = None,
 ) -> list[dict[str, str]]:
-    """Chat messages of lang(s_t): a system turn (task, actions) and a user turn (state JSON, output format)."""
+    """Chat messages of lang(s_t): a system turn (task, actions, output format) and a user turn (market JSON, account
+    JSON, and with `news_position="last"` the day's news after them). `news_items` caps the news shown (default:
+    `config.max_news_items`)."""
+    news_items = config.max_news_items if news_items is None else news_items
+    news_last = config.news_position == "last"
     if market is None:
-        market = market_data(state, config, config.price_history_days, config.max_news_items, config.include_filings)
+        market = market_data(
+            state, config, config.price_history_days, 0 if news_last else news_items, config.include_filings
+        )
     system = "\n".join(
         [
             TASK_DESCRIPTION.format(asset=state.asset, asset_class=state.asset_class),
@@ -159,6 +193,9 @@ def build_messages(
         f"Market state:\n{json.dumps(market, ensure_ascii=False, separators=(',', ':'))}\n\n"
         f"{ACCOUNT_MARKER}\n{json.dumps(account_data(state, config, history), separators=(',', ':'))}"
     )
+    if news_last and news_items and state.news:
+        news = select_news(state.news, news_items, config.max_news_chars)
+        user += f"\n\n{NEWS_MARKER}\n{json.dumps(news, ensure_ascii=False)}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -206,11 +243,19 @@ class PromptBuilder:
         self._market_cache: dict[tuple[str, str, str], list[int]] = {}
         self.market_cache_size = 4096
 
-    def render(self, state: TradingState, market: dict | None = None, history: int | None = None) -> tuple[str, str]:
+    def render(
+        self,
+        state: TradingState,
+        market: dict | None = None,
+        history: int | None = None,
+        news_items: int | None = None,
+    ) -> tuple[str, str]:
         """The prompt text split into (market prefix, account suffix)."""
         text = self.tokenizer.apply_chat_template(
-            build_messages(state, self.config, market, history), tokenize=False, add_generation_prompt=True
+            build_messages(state, self.config, market, history, news_items), tokenize=False, add_generation_prompt=True
         )
+        if self.config.answer_prefix:
+            text += ANSWER_PREFIX
         split = text.rfind(ACCOUNT_MARKER)
         return text[:split], text[split:]
 
@@ -228,7 +273,8 @@ class PromptBuilder:
         if key in self._market_cache:
             return self._market_cache[key]
         budget = config.max_prompt_tokens - config.account_tokens
-        news, filings, days = config.max_news_items, config.include_filings, config.price_history_days
+        news = config.max_news_items if config.news_position == "market" else 0
+        filings, days = config.include_filings, config.price_history_days
         while True:
             market = market_data(state, config, days, news, filings)
             market_ids = self._tokenize(self.render(state, market)[0])
@@ -257,13 +303,17 @@ class PromptBuilder:
             `ValueError`: when the account suffix exceeds its reserved `account_tokens`.
         """
         market_ids = self.encode_market(state)
-        # Fewer previous decisions are shown when the account part would overflow its budget (never the balances).
+        # Fewer previous decisions, then fewer news items (when they come last), are shown when the suffix would
+        # overflow its budget (never the balances).
         stub = {"asset": state.asset, "date": state.date}
-        history = self.config.decision_history
-        account_ids = self._tokenize(self.render(state, stub, history)[1])
-        while len(account_ids) > self.config.account_tokens and history > 0:
-            history = history // 2
-            account_ids = self._tokenize(self.render(state, stub, history)[1])
+        history, news = self.config.decision_history, self.config.max_news_items
+        account_ids = self._tokenize(self.render(state, stub, history, news)[1])
+        while len(account_ids) > self.config.account_tokens and (history > 0 or news > 0):
+            if history > 0:
+                history = history // 2
+            else:
+                news -= 1
+            account_ids = self._tokenize(self.render(state, stub, history, news)[1])
         if len(account_ids) > self.config.account_tokens:
             raise ValueError(
                 f"The account part of the prompt for {state.asset} on {state.date} needs {len(account_ids)} tokens even "

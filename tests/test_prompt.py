@@ -12,6 +12,8 @@ import pytest
 from flagtrl.envs import TradingState
 from flagtrl.prompt import (
     ACCOUNT_MARKER,
+    ANSWER_PREFIX,
+    NEWS_MARKER,
     OUTPUT_FORMAT,
     PromptBuilder,
     PromptConfig,
@@ -61,6 +63,14 @@ def market_json(text: str) -> dict:
     return json.loads(line)
 
 
+def news_json(text: str) -> list[str]:
+    """The news list that follows the account JSON (`news_position="last"`); [] when there is none."""
+    if NEWS_MARKER not in text:
+        return []
+    line = text.split(NEWS_MARKER + "\n", 1)[1].split("\n", 1)[0].split("<|im_end|>", 1)[0]
+    return json.loads(line)
+
+
 def account_json(text: str) -> dict:
     line = text.split(ACCOUNT_MARKER + "\n", 1)[1].split("\n", 1)[0].split("<|im_end|>", 1)[0]
     return json.loads(line)
@@ -87,7 +97,9 @@ def test_prompt_has_the_four_parts(tiny_tokenizer):
     market_state = market_json(text)
     assert market_state["date"] == "2021-03-05"
     assert market_state["recent_prices"] == {d: float(p) for d, p in zip(DATES, PRICES)}
-    assert market_state["news"] == ["Microsoft wins a cloud contract. (Sentiment: positive)"]
+    # The day's news comes last, after the account, right before the answer (news_position="last").
+    assert "news" not in market_state
+    assert news_json(account) == ["Microsoft wins a cloud contract. (Sentiment: positive)"]
     account_state = account_json(text)
     assert account_state["cash_balance"] == 0.0
     assert account_state["asset_position"] == 400.0
@@ -99,7 +111,7 @@ def test_prompt_has_the_four_parts(tiny_tokenizer):
     # (4) the output format (in the system turn, so it is part of the cached prefix), then the assistant turn opens
     assert OUTPUT_FORMAT in market
     assert '{"action": "buy"}' in market
-    assert text.endswith("<|im_start|>assistant\n")
+    assert text.endswith('<|im_start|>assistant\n{"action": "')
     # The split point: the market part holds no account data, the account part starts at the marker.
     assert account.startswith(ACCOUNT_MARKER)
     assert "cash_balance" not in market
@@ -130,40 +142,66 @@ def test_input_ids_are_the_two_segments(tiny_tokenizer):
     market, account = builder.render(state)
     assert decoded(tiny_tokenizer, encoded.market_ids) == market
     assert decoded(tiny_tokenizer, encoded.account_ids) == account
-    assert decoded(tiny_tokenizer, encoded.input_ids) == tiny_tokenizer.apply_chat_template(
-        build_messages(state, builder.config), tokenize=False, add_generation_prompt=True
+    assert (
+        decoded(tiny_tokenizer, encoded.input_ids)
+        == tiny_tokenizer.apply_chat_template(
+            build_messages(state, builder.config), tokenize=False, add_generation_prompt=True
+        )
+        + ANSWER_PREFIX
     )
 
 
-def test_token_budget_drops_news_and_filings(tiny_tokenizer):
+@pytest.mark.parametrize("news_position", ["market", "last"])
+def test_token_budget_drops_news_and_filings(tiny_tokenizer, news_position):
     news = [long_news(i, "positive" if i % 2 else "neutral") for i in range(8)]
     filings = ["10-Q summary: " + " ".join(f"item{j}" for j in range(200))]
     state = make_state(news=news, filings=filings)
-    generous = PromptConfig(max_prompt_tokens=100_000, account_tokens=512)
+    generous = PromptConfig(max_prompt_tokens=100_000, account_tokens=4096, news_position=news_position)
     full = PromptBuilder(tiny_tokenizer, generous).encode(state)
     full_market = market_json(decoded(tiny_tokenizer, full.market_ids))
-    assert len(full_market["news"]) == generous.max_news_items
+    full_news = (
+        full_market["news"] if news_position == "market" else news_json(decoded(tiny_tokenizer, full.account_ids))
+    )
+    assert len(full_news) == generous.max_news_items
     assert "filings" in full_market
 
-    config = PromptConfig(max_prompt_tokens=len(full) // 2, account_tokens=400)
+    if news_position == "market":
+        config = PromptConfig(max_prompt_tokens=len(full) // 2, account_tokens=400, news_position="market")
+    else:  # the news are in the suffix: its budget makes them go (after the previous decisions)
+        config = PromptConfig(
+            max_prompt_tokens=len(full.market_ids) + len(full.account_ids) // 2,
+            account_tokens=len(full.account_ids) // 2,
+            news_position="last",
+        )
     assert config.max_prompt_tokens - config.account_tokens > 0
     encoded = PromptBuilder(tiny_tokenizer, config).encode(state)
     assert len(encoded) <= config.max_prompt_tokens
     assert len(encoded.market_ids) <= config.max_prompt_tokens - config.account_tokens
+    assert len(encoded.account_ids) <= config.account_tokens
     market = market_json(decoded(tiny_tokenizer, encoded.market_ids))
-    assert len(market.get("news", [])) < generous.max_news_items
+    kept = (
+        market.get("news", [])
+        if news_position == "market"
+        else news_json(decoded(tiny_tokenizer, encoded.account_ids))
+    )
+    assert len(kept) < generous.max_news_items
     assert market["recent_prices"]  # the price history is the last thing to go
     # Every item that remains is cut to max_news_chars.
-    assert all(len(item) <= config.max_news_chars for item in market.get("news", []))
+    assert all(len(item) <= config.max_news_chars for item in kept)
 
 
 def test_news_items_are_truncated(tiny_tokenizer):
     config = PromptConfig(max_prompt_tokens=100_000, account_tokens=512, max_news_chars=80)
     encoded = PromptBuilder(tiny_tokenizer, config).encode(make_state(news=[long_news(1, "negative")]))
-    (item,) = market_json(decoded(tiny_tokenizer, encoded.market_ids))["news"]
+    (item,) = news_json(decoded(tiny_tokenizer, encoded.account_ids))
     assert len(item) <= 80
     assert item.endswith("(Sentiment: negative)")
     assert item.startswith("Headline 1:")
+
+
+def test_unknown_news_position_is_refused():
+    with pytest.raises(ValueError, match="news_position"):
+        PromptConfig(news_position="first")
 
 
 def test_too_small_budget_raises(tiny_tokenizer):

@@ -21,6 +21,7 @@ most likely action was masked (its mass goes to the valid actions).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import zlib
@@ -30,12 +31,11 @@ import torch
 
 from ..actions import ACTIONS, HOLD
 from ..envs.trading_env import TradingState
-from ..prompt import PromptBuilder, PromptConfig
+from ..prompt import ANSWER_PREFIX, PromptBuilder, PromptConfig
 from .base import masked_distribution, one_hot
 
 
 SCORING_MODES = ("generate", "likelihood")
-ANSWER_PREFIX = '{"action": "'
 FALLBACK_ACTION = "hold"
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.S)
 _ACTION_FIELD = re.compile(r"[\"']?action[\"']?\s*[:=]\s*[\"']?\s*(buy|sell|hold)\b", re.I)
@@ -116,7 +116,10 @@ class ZeroShotLLMAgent:
             raise ValueError(f"temperature must be >= 0, got {temperature}.")
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.builder = PromptBuilder(tokenizer, prompt_config)
+        # The agent appends the answer prefix itself (likelihood scoring) or lets the model write it (generation).
+        self.builder = PromptBuilder(
+            tokenizer, dataclasses.replace(prompt_config or PromptConfig(), answer_prefix=False)
+        )
         self.scoring = scoring
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
