@@ -32,7 +32,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,7 @@ from flagtrl.backtest import evaluate_agents  # noqa: E402
 from flagtrl.data.synthetic import make_synthetic_dataset  # noqa: E402
 from flagtrl.models import FlagPolicy, load_backbone, load_tokenizer  # noqa: E402
 from flagtrl.models.loading import cpu_has_fast_bf16  # noqa: E402
-from flagtrl.prompt import PROMPT_VERSION, PromptConfig  # noqa: E402
+from flagtrl.prompt import PROMPT_VERSION  # noqa: E402
 from flagtrl.strict_json import decode_non_finite, write_json  # noqa: E402
 from flagtrl.trainer.ppo_flag_config import FlagPPOConfig  # noqa: E402
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer  # noqa: E402
@@ -193,10 +193,16 @@ def train_and_evaluate(accuracy: float, seed: int, bench: LearningBenchmarkArgum
         "news_sentiment": NewsSentimentAgent(),
     }
     policy.eval()
-    common = dict(max_days=bench.eval_days, mode=run_args.trading_mode, transaction_cost_bps=run_args.transaction_cost_bps)
+    common = dict(
+        max_days=bench.eval_days, mode=run_args.trading_mode, transaction_cost_bps=run_args.transaction_cost_bps
+    )
     before = evaluate_agents(baselines, dataset, "test", [ASSET], seed=seed, **common)
     curve.points.append(
-        {"iteration": 0, "env_steps": 0, **{c: before[("untrained", ASSET)].metrics[c].sharpe_ratio for c in CONVENTIONS}}
+        {
+            "iteration": 0,
+            "env_steps": 0,
+            **{c: before[("untrained", ASSET)].metrics[c].sharpe_ratio for c in CONVENTIONS},
+        }
     )
     policy.train()
     started = time.time()
@@ -205,7 +211,12 @@ def train_and_evaluate(accuracy: float, seed: int, bench: LearningBenchmarkArgum
     curve.record(trainer.state.global_step)
     policy.eval()
     after = evaluate_agents(
-        {"flag_trader": FlagAgent(policy, tokenizer, trainer.prompt_config)}, dataset, "test", [ASSET], seed=seed, **common
+        {"flag_trader": FlagAgent(policy, tokenizer, trainer.prompt_config)},
+        dataset,
+        "test",
+        [ASSET],
+        seed=seed,
+        **common,
     )
     results = {name: metric_row(before[(name, ASSET)]) for name in baselines} | {
         "flag_trader": metric_row(after[("flag_trader", ASSET)])

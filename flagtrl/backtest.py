@@ -111,6 +111,8 @@ def run_backtest(
     initial_cash: float = 100_000.0,
     transaction_cost_bps: float = 0.0,
     risk_free_rate: float = 0.0,
+    reward: str = "sharpe_delta",
+    reward_kwargs: dict | None = None,
 ) -> BacktestResult:
     """Run `agent` once through `[start, end]` of `series`.
 
@@ -124,6 +126,8 @@ def run_backtest(
         initial_cash (`float`, *optional*, defaults to `100_000.0`): Starting cash.
         transaction_cost_bps (`float`, *optional*, defaults to `0.0`): Cost per trade, in basis points.
         risk_free_rate (`float`, *optional*, defaults to `0.0`): Annual risk-free rate of the `standard` metrics.
+        reward (`str`, *optional*, defaults to `"sharpe_delta"`), reward_kwargs (`dict`, *optional*): The reward of
+            the trajectory's `reward` column (`flagtrl.rewards`); it does not enter the metrics.
     """
     env = TradingEnv(
         series,
@@ -133,6 +137,8 @@ def run_backtest(
         initial_cash=initial_cash,
         transaction_cost_bps=transaction_cost_bps,
         mode=mode,
+        reward=reward,
+        reward_kwargs=reward_kwargs,
     )
     rng = np.random.default_rng(seed)
     agent.reset(seed)

@@ -20,13 +20,11 @@ from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser, get_quantization_config
 
-from flagtrl.agents import BuyAndHoldAgent
-from flagtrl.agents.flag_agent import FlagAgent
-from flagtrl.backtest import evaluate_agents
 from flagtrl.data.schema import load_market_dataset
 from flagtrl.metrics import format_metrics_table
 from flagtrl.models import FlagPolicy, load_backbone, load_tokenizer
 from flagtrl.strict_json import write_json
+from flagtrl.trainer.learning_curve import plot_learning_curve
 from flagtrl.trainer.ppo_flag_config import FlagPPOConfig
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
 
@@ -93,19 +91,11 @@ def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args:
     trainer.save_model(training_args.output_dir)
     logger.info("Adapter saved to %s", training_args.output_dir)
 
-    # Evaluate: the trained policy against buy-and-hold on the held-out window
+    # Evaluate: the trained policy, the untrained one and buy-and-hold on the held-out window, and the learning curve
+    if script_args.final_backtest:
+        trainer.evaluate(max_days=script_args.backtest_max_days)
     if script_args.final_backtest and trainer.accelerator.is_main_process:
-        policy.eval()
-        results = evaluate_agents(
-            {"flag_trader": FlagAgent(policy, tokenizer, trainer.prompt_config), "buy_and_hold": BuyAndHoldAgent()},
-            dataset,
-            training_args.dataset_test_split,
-            trainer.train_assets,
-            max_days=script_args.backtest_max_days,
-            mode=training_args.trading_mode,
-            transaction_cost_bps=training_args.transaction_cost_bps,
-        )
-        trainer.last_eval_results = results
+        results = trainer.last_eval_results
         report = {}
         for convention in ("paper", "standard"):
             table = {}
@@ -124,7 +114,14 @@ def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args:
             indent=2,
         )
         (Path(training_args.output_dir) / "backtest.md").write_text("\n\n".join(report.values()) + "\n")
+        curve = plot_learning_curve(
+            trainer.state.log_history,
+            training_args.batch_size * trainer.accelerator.num_processes,
+            Path(training_args.output_dir) / "learning_curve.png",
+        )
         print(f"Adapter: {training_args.output_dir}\nReport: {report_path} (and backtest.md)")
+        if curve:
+            print(f"Learning curve: {curve}")
     trainer.create_model_card(model_name=Path(training_args.output_dir).name, dataset_name=script_args.dataset_name)
     if trainer.accelerator.is_main_process:
         peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None

@@ -268,6 +268,37 @@ def test_evaluate_reports_flag_trader_and_buy_and_hold(trained, dataset):
     assert any(k.startswith("eval/") for entry in trainer.state.log_history for k in entry)
 
 
+def test_untrained_agent_is_the_policy_before_training(tiny_tokenizer, dataset, tmp_path):
+    trainer = make_trainer(tiny_tokenizer, dataset, tmp_path, eval_max_days=6)
+    before = trainer.evaluate()
+    asset = trainer.train_assets[0]
+    key = f"eval/{asset}/{{}}/paper_cumulative_return"
+    untrained_trajectory = trainer.last_eval_results[("untrained", asset)].trajectory
+    assert untrained_trajectory == trainer.last_eval_results[("flag_trader", asset)].trajectory
+    assert before[key.format("untrained")] == before[key.format("flag_trader")]
+    trainer.train()
+    after = trainer.evaluate()
+    assert after[key.format("untrained")] == before[key.format("untrained")]  # the reference never moves
+    probs = [row["probabilities"] for row in trainer.last_eval_results[("untrained", asset)].trajectory[:-1]]
+    assert probs == [row["probabilities"] for row in untrained_trajectory[:-1]]
+    moved = [row["probabilities"] for row in trainer.last_eval_results[("flag_trader", asset)].trajectory[:-1]]
+    assert moved != probs
+
+
+def test_learning_curve_png(trained, tmp_path):
+    from flagtrl.trainer.learning_curve import learning_curve_points, plot_learning_curve
+
+    history = [
+        {"step": 2, "eval/AAA/flag_trader/paper_sharpe_ratio": 0.5, "eval/AAA/untrained/paper_sharpe_ratio": 0.1},
+        {"step": 4, "eval/AAA/flag_trader/paper_sharpe_ratio": 1.5, "policy/entropy": 1.0},
+    ]
+    points = learning_curve_points(history, env_steps_per_iteration=8)
+    assert points == {("AAA", "flag_trader"): [(16, 0.5), (32, 1.5)], ("AAA", "untrained"): [(16, 0.1)]}
+    path = plot_learning_curve(history, 8, tmp_path / "curve.png")
+    assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_learning_curve([{"step": 1, "policy/loss": 0.0}], 8, tmp_path / "none.png") is None
+
+
 # --- (f) two-process DDP on CPU ---------------------------------------------------------------------------------------
 DDP_SCRIPT = """
 import sys

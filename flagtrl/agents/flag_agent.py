@@ -23,12 +23,25 @@ class FlagAgent:
         tokenizer (`PreTrainedTokenizerBase`): The tokenizer it was trained with.
         prompt_config (`PromptConfig`, *optional*): Defaults to the one saved with the policy.
         name (`str`, *optional*, defaults to `"flag_trader"`): Name in reports.
+        reference (`bool`, *optional*, defaults to `False`): Act with the policy's frozen reference instead: the
+            pre-trained layers and the initial head, i.e. the untrained policy (needs a policy built with its
+            reference).
     """
 
     def __init__(
-        self, policy: FlagPolicy, tokenizer, prompt_config: PromptConfig | None = None, name: str = "flag_trader"
+        self,
+        policy: FlagPolicy,
+        tokenizer,
+        prompt_config: PromptConfig | None = None,
+        name: str = "flag_trader",
+        reference: bool = False,
     ):
+        if reference and policy.reference is None:
+            raise ValueError(
+                "reference=True needs a FlagPolicy built with its reference policy (with_reference=True)."
+            )
         self.policy = policy
+        self.reference = reference
         self.tokenizer = tokenizer
         if prompt_config is None:
             prompt_config = PromptConfig(**policy.config_flag.prompt_config)
@@ -63,7 +76,9 @@ class FlagAgent:
     @torch.no_grad()
     def action_distribution(self, state: TradingState) -> np.ndarray:
         prompt = self.builder.encode(state)
-        probs = self.policy.action_probabilities([prompt], [state.action_mask], self.tokenizer.pad_token_id or 0)
+        probs = self.policy.action_probabilities(
+            [prompt], [state.action_mask], self.tokenizer.pad_token_id or 0, reference=self.reference
+        )
         # Renormalise in float64: float32 probabilities can miss 1 by more than numpy's `choice` tolerance (1.5e-8).
         probs = probs[0].double().cpu().numpy()
         return probs / probs.sum()

@@ -299,11 +299,15 @@ class FlagPolicy(nn.Module):
         return self.heads(frozen_hidden, attention_mask, action_mask, with_reference)
 
     @torch.no_grad()
-    def action_probabilities(self, prompts: list[EncodedPrompt], action_masks, pad_token_id: int = 0) -> torch.Tensor:
-        """pi(.|s) for a batch of encoded prompts (inference helper for agents and tests)."""
+    def action_probabilities(
+        self, prompts: list[EncodedPrompt], action_masks, pad_token_id: int = 0, reference: bool = False
+    ) -> torch.Tensor:
+        """pi(.|s) for a batch of encoded prompts (inference helper for agents and tests); pi_ref(.|s), the untrained
+        policy, with `reference=True`."""
         batch = self.collate(prompts, pad_token_id)
         mask = torch.as_tensor(np.asarray(action_masks), device=self.device)
-        return self(batch["input_ids"], batch["attention_mask"], mask).log_probs.exp()
+        out = self(batch["input_ids"], batch["attention_mask"], mask, with_reference=reference)
+        return (out.ref_log_probs if reference else out.log_probs).exp()
 
     # --- building and saving -------------------------------------------------------------------------------------
     @classmethod

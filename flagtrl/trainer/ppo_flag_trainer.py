@@ -108,6 +108,7 @@ class FlagPPOTrainer(_BaseTrainer):
             price_history_days=args.price_history_days,
             max_news_items=args.max_news_items,
             max_prompt_tokens=args.max_prompt_tokens,
+            news_position=args.news_position,
         )
         model.config_flag.prompt_config = vars(self.prompt_config).copy()
         self.builder = PromptBuilder(processing_class, self.prompt_config)
@@ -125,6 +126,8 @@ class FlagPPOTrainer(_BaseTrainer):
         # Derived state only: never checkpointed (a resumed run recomputes the same prefixes bit for bit).
         self.trunk_cache = TrunkCache(args.trunk_cache_max_mb) if args.use_trunk_cache else None
         self._warned_evictions = False
+        self._fixed_eval_results: dict[int | None, dict] = {}
+        self.last_eval_results: dict | None = None
 
     # --- environments --------------------------------------------------------------------------------------------
     def _make_env(self, index: int) -> TradingEnv:
@@ -478,25 +481,47 @@ class FlagPPOTrainer(_BaseTrainer):
         return dict(zip(keys, reduced.tolist()))
 
     # --- evaluation --------------------------------------------------------------------------------------------
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Greedy backtest of the policy and of buy-and-hold on the test windows of the training assets."""
+    def evaluate(
+        self,
+        eval_dataset=None,
+        ignore_keys=None,
+        metric_key_prefix: str = "eval",
+        max_days: int | None = None,
+    ) -> dict[str, float]:
+        """Greedy backtest on the test windows of the training assets: the policy (`flag_trader`), the untrained
+        policy (`untrained`: the frozen reference, computed once) and `buy_and_hold`; logged as
+        `eval/<asset>/<agent>/<convention>_<metric>` and kept in `last_eval_results`.
+
+        Args:
+            max_days (`int`, *optional*): Days of each test window (default `eval_max_days`; all when both unset).
+        """
         from ..agents.flag_agent import FlagAgent
 
         metrics: dict[str, float] = {}
+        max_days = self.args.eval_max_days if max_days is None else max_days
         if self.accelerator.is_main_process and self.args.dataset_test_split in self.dataset:
             policy: FlagPolicy = self.model
             was_training = policy.training
             policy.eval()
-            agent = FlagAgent(policy, self.processing_class, self.prompt_config)
-            results = evaluate_agents(
-                {"flag_trader": agent, "buy_and_hold": BuyAndHoldAgent()},
-                self.dataset,
-                self.args.dataset_test_split,
-                self.train_assets,
-                max_days=self.args.eval_max_days,
+            common = dict(
+                max_days=max_days,
                 mode=self.args.trading_mode,
                 transaction_cost_bps=self.args.transaction_cost_bps,
+                reward=self.args.reward,
+                reward_kwargs=self.args.reward_kwargs,
             )
+            split, assets = self.args.dataset_test_split, self.train_assets
+            agents = {"flag_trader": FlagAgent(policy, self.processing_class, self.prompt_config)}
+            results = evaluate_agents(agents, self.dataset, split, assets, **common)
+            # The untrained policy and buy-and-hold never change: backtest them once per window length.
+            if self._fixed_eval_results.get(max_days) is None:
+                fixed = {"buy_and_hold": BuyAndHoldAgent()}
+                if policy.reference is not None:
+                    fixed["untrained"] = FlagAgent(
+                        policy, self.processing_class, self.prompt_config, name="untrained", reference=True
+                    )
+                self._fixed_eval_results[max_days] = evaluate_agents(fixed, self.dataset, split, assets, **common)
+            results.update(self._fixed_eval_results[max_days])
             policy.train(was_training)
             for (agent_name, asset), result in results.items():
                 for convention, values in result.metrics.items():
