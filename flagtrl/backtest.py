@@ -30,7 +30,7 @@ import numpy as np
 
 from .actions import ACTIONS
 from .agents.base import TradingAgent, choose_action
-from .data.schema import MarketSeries
+from .data.schema import MarketSeries, market_series
 from .envs.trading_env import TradingEnv
 from .metrics import TradingMetrics, paper_metrics, standard_metrics
 from .strict_json import write_json
@@ -233,8 +233,6 @@ def evaluate_agents(
     **backtest_kwargs,
 ) -> dict[tuple[str, str], BacktestResult]:
     """Backtest each agent on each asset's window of `split` (its first `max_days` trading days when set)."""
-    from .data.schema import market_series
-
     windows = split_windows(dataset, split, assets)
     results = {}
     for asset in assets:
