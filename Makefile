@@ -50,6 +50,7 @@ style: $(VENV)/.installed
 quality: $(VENV)/.installed
 	$(BIN)/ruff check flagtrl recipes datasets tests benchmarks
 	$(BIN)/ruff format --check flagtrl recipes datasets tests benchmarks
+	$(BIN)/lint-imports
 
 benchmark: $(VENV)/.installed
 	$(OFFLINE) $(BIN)/python benchmarks/ppo_throughput.py

@@ -39,6 +39,7 @@ _import_structure = {
         "make_baseline",
     ],
     "agents.flag_agent": ["FlagAgent"],
+    "agents.registry": ["make_agent"],
     "agents.zero_shot": ["ZeroShotLLMAgent"],
     "backtest": ["BacktestResult", "evaluate_agents", "run_backtest"],
     "benchmark.config": ["AgentSpec", "BenchmarkConfig"],
@@ -48,7 +49,7 @@ _import_structure = {
     "data.sources": ["read_investorbench", "read_price_csv", "read_skfolio", "read_yfinance"],
     "data.synthetic": ["make_synthetic_dataset"],
     "data.validation": ["MarketDataError", "validate_rows"],
-    "envs.trading_env": ["TradingEnv", "TradingState"],
+    "envs.trading_env": ["TradingEnv"],
     "metrics": ["TradingMetrics", "compute_metrics", "format_metrics_table", "paper_metrics", "standard_metrics"],
     "models.flag_policy": ["FlagPolicy", "FlagPolicyConfig"],
     "models.loading": ["load_backbone", "load_tokenizer"],
@@ -68,6 +69,7 @@ _import_structure = {
         "log_return_reward",
         "sharpe_delta_reward",
     ],
+    "state": ["TradingState"],
     "trainer.ppo_flag_config": ["FlagPPOConfig"],
     "trainer.ppo_flag_trainer": ["FlagPPOTrainer"],
 }
@@ -88,6 +90,7 @@ if TYPE_CHECKING:
         make_baseline,
     )
     from .agents.flag_agent import FlagAgent
+    from .agents.registry import make_agent
     from .agents.zero_shot import ZeroShotLLMAgent
     from .backtest import BacktestResult, evaluate_agents, run_backtest
     from .benchmark.config import AgentSpec, BenchmarkConfig
@@ -97,7 +100,7 @@ if TYPE_CHECKING:
     from .data.sources import read_investorbench, read_price_csv, read_skfolio, read_yfinance
     from .data.synthetic import make_synthetic_dataset
     from .data.validation import MarketDataError, validate_rows
-    from .envs.trading_env import TradingEnv, TradingState
+    from .envs.trading_env import TradingEnv
     from .metrics import TradingMetrics, compute_metrics, format_metrics_table, paper_metrics, standard_metrics
     from .models.flag_policy import FlagPolicy, FlagPolicyConfig
     from .models.loading import load_backbone, load_tokenizer
@@ -117,6 +120,7 @@ if TYPE_CHECKING:
         log_return_reward,
         sharpe_delta_reward,
     )
+    from .state import TradingState
     from .trainer.ppo_flag_config import FlagPPOConfig
     from .trainer.ppo_flag_trainer import FlagPPOTrainer
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from .actions import ACTIONS
 from .agents.base import TradingAgent, choose_action
-from .data.schema import MarketSeries
+from .data.schema import MarketSeries, market_series
 from .envs.trading_env import TradingEnv
 from .metrics import TradingMetrics, paper_metrics, standard_metrics
 from .strict_json import write_json
@@ -60,8 +60,28 @@ def warn_split_like_moves(asset: str, dates: list[str], prices: np.ndarray) -> N
         )
 
 
+class ResultRecord:
+    """The shape every backtest result shares: a dataclass of what was played, its trajectory and `metrics` (each
+    metric convention's `TradingMetrics`), written as a plain dict or strict JSON. `BacktestResult` (one asset) and
+    `flagtrl.portfolio.PortfolioBacktestResult` extend it with their own fields.
+
+    A plain mixin, not a dataclass, so that each result keeps its own field order (the keys of its JSON).
+    """
+
+    metrics: dict[str, TradingMetrics]
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["metrics"] = {name: m.to_dict() for name, m in self.metrics.items()}
+        return out
+
+    def to_json(self, path: str | Path) -> None:
+        """Writes `to_dict()` as strict JSON (non-finite metrics as strings, `flagtrl.strict_json`)."""
+        write_json(path, self.to_dict(), indent=2)
+
+
 @dataclass
-class BacktestResult:
+class BacktestResult(ResultRecord):
     """The outcome of one agent on one asset and window.
 
     Args:
@@ -89,15 +109,6 @@ class BacktestResult:
     wiped_out: bool = False
     wiped_out_on: str | None = None
     extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["metrics"] = {name: m.to_dict() for name, m in self.metrics.items()}
-        return out
-
-    def to_json(self, path: str | Path) -> None:
-        """Writes `to_dict()` as strict JSON (non-finite metrics as strings, `flagtrl.strict_json`)."""
-        write_json(path, self.to_dict(), indent=2)
 
 
 def run_backtest(
@@ -239,8 +250,6 @@ def evaluate_agents(
     **backtest_kwargs,
 ) -> dict[tuple[str, str], BacktestResult]:
     """Backtest each agent on each asset's window of `split` (its first `max_days` trading days when set)."""
-    from .data.schema import market_series
-
     windows = split_windows(dataset, split, assets)
     results = {}
     for asset in assets:

@@ -25,8 +25,9 @@ class BacktestArguments:
         dataset (`str`): Folder of a prepared market dataset (`datasets/prepare_*.py`).
         asset (`str`): Ticker to trade, e.g. `MSFT`.
         start (`str`), end (`str`): Evaluation window, inclusive ISO dates.
-        agent (`str`): A baseline name (`buy_and_hold`, `random`, `ma_crossover`, `momentum`) or
-            `flag:<adapter folder or Hub id>` for a trained FLAG policy.
+        agent (`str`): A baseline name (`buy_and_hold`, `random`, `ma_crossover`, `momentum`, `news_sentiment`),
+            `flag:<adapter folder or Hub id>` for a trained FLAG policy or `zero_shot:<model>` for an untrained LLM
+            (`flagtrl.agents.registry.make_agent`).
         convention (`str`): Metric convention of the printed table (`paper` or `standard`); the JSON has both.
         mode (`str`): Trading mode: `paper` (all-in buy / liquidate sell) or `position` (long / flat / short).
         seed (`int`): Seed of the environment and of sampled actions.
@@ -41,7 +42,10 @@ class BacktestArguments:
     asset: str = field(metadata={"help": "Ticker to trade, e.g. MSFT."})
     start: str = field(metadata={"help": "First day of the evaluation window (YYYY-MM-DD)."})
     end: str = field(metadata={"help": "Last day of the evaluation window (YYYY-MM-DD)."})
-    agent: str = field(default="buy_and_hold", metadata={"help": "Baseline name or flag:<adapter folder or Hub id>."})
+    agent: str = field(
+        default="buy_and_hold",
+        metadata={"help": "Baseline name, flag:<adapter folder or Hub id> or zero_shot:<model>."},
+    )
     convention: str = field(default="paper", metadata={"help": "Metric convention of the table: paper or standard."})
     mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
     seed: int = field(default=0, metadata={"help": "Seed of the environment and of sampled actions."})
@@ -62,24 +66,8 @@ class BacktestArguments:
             raise ValueError(f"Unknown --convention {self.convention!r}; choose paper or standard.")
 
 
-def make_agent(spec: str, seed: int = 0):
-    """Build an agent from a CLI spec: a baseline name, or `flag:<adapter>` for a trained FLAG policy."""
-    from .agents import BASELINE_AGENTS, make_baseline
-
-    if spec.startswith("flag:"):
-        from .agents.flag_agent import FlagAgent
-
-        return FlagAgent.from_pretrained(spec.removeprefix("flag:"))
-    if spec == "random":
-        return make_baseline(spec, seed=seed)
-    if spec in BASELINE_AGENTS:
-        return make_baseline(spec)
-    raise ValueError(
-        f"Unknown agent {spec!r}: use one of {sorted(BASELINE_AGENTS)} or flag:<adapter folder or Hub id>."
-    )
-
-
 def backtest(argv: list[str]) -> int:
+    from .agents.registry import make_agent
     from .backtest import run_backtest
     from .data.schema import load_market_dataset, market_series
     from .metrics import format_metrics_table

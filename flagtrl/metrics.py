@@ -1,7 +1,6 @@
 """Trading metrics under two named conventions.
 
-Every figure a user reads must say which convention produced it (BRIEF §2), because the two disagree on what a
-"return" is:
+Every figure a user reads must say which convention produced it, because the two disagree on what a "return" is:
 
 - `paper`: InvestorBench's evaluation code, which FLAG-Trader reports (arXiv 2502.11433, Table 1). Daily *log*
   returns of a +1/0/-1 position, summed for the cumulative return; the Sharpe ratio annualises that sum with 252
@@ -60,7 +59,7 @@ CONVENTION_DESCRIPTIONS = {
     ),
 }
 
-# BRIEF §2: the paper's SR turns CR into a yearly figure with 252 days for every asset, crypto included.
+# InvestorBench's evaluation code (the paper's Table 1 figures): SR turns CR into a yearly figure with 252 days for every asset, crypto included.
 PAPER_SHARPE_DAYS_PER_YEAR = 252
 
 
@@ -196,7 +195,7 @@ def _check_days(trading_days_per_year: int) -> None:
 
 def paper_log_returns(prices: Sequence[float] | np.ndarray, positions: Sequence[float] | np.ndarray) -> np.ndarray:
     r"""
-    Daily returns of the `paper` convention: r_i = a_i · ln(p_{i+1} / p_i), i = 0..n-1 (BRIEF §2).
+    Daily returns of the `paper` convention: r_i = a_i · ln(p_{i+1} / p_i), i = 0..n-1 (InvestorBench's evaluation code).
 
     Args:
         prices (`Sequence[float]` or `np.ndarray`):
@@ -236,7 +235,7 @@ def equity_from_positions(
     Equity curve of an account exposed a_i · 100 % to the asset from day i to i+1, rebalanced daily:
     V_{i+1} = V_i · (1 + a_i · (p_{i+1}/p_i - 1)).
 
-    For positions in {0, +1} this is the all-in / all-out account of FLAG-Trader's MDP (BRIEF §2) with trades filled
+    For positions in {0, +1} this is the all-in / all-out account of FLAG-Trader's MDP (paper §3) with trades filled
     at the day's price; a -1 is a short re-sized every day. It lets positions be scored with the `standard`
     convention.
 
@@ -322,7 +321,7 @@ def paper_metrics(
     trading_days_per_year: int,
 ) -> TradingMetrics:
     r"""
-    Metrics as FLAG-Trader and InvestorBench computed them (BRIEF §2, the `paper` convention).
+    Metrics as FLAG-Trader and InvestorBench computed them (arXiv 2502.11433 Table 1; the `paper` convention).
 
     With r_i = a_i · ln(p_{i+1}/p_i), n returns and D days a year:
     - CR = sum(r)

@@ -245,6 +245,36 @@ def test_backtest_result_to_json(tmp_path):
     assert len(data["trajectory"]) == 4
 
 
+def test_backtest_results_share_one_shape():
+    # Both results serialise through `ResultRecord`: the dataclass fields in their own order, metrics as dicts.
+    import dataclasses
+
+    from flagtrl.backtest import ResultRecord
+    from flagtrl.portfolio import PortfolioBacktestResult
+
+    result = run_backtest(BuyAndHoldAgent(), series_of([10.0, 11.0, 12.0, 11.5]), "2021-01-04", "2021-01-07")
+    expected = dataclasses.asdict(result)
+    expected["metrics"] = {name: m.to_dict() for name, m in result.metrics.items()}
+    assert list(result.to_dict()) == [f.name for f in dataclasses.fields(result)]
+    assert result.to_dict() == expected
+    portfolio = PortfolioBacktestResult("equal_weight", ["A"], "2021-01-04", "2021-01-07", [], result.metrics)
+    assert isinstance(result, ResultRecord) and isinstance(portfolio, ResultRecord)
+    assert list(portfolio.to_dict()) == [f.name for f in dataclasses.fields(portfolio)]
+    assert portfolio.to_dict()["metrics"] == expected["metrics"]
+
+
+def test_make_agent_builds_every_kind_of_spec():
+    from flagtrl.agents import make_agent
+
+    assert make_agent("momentum").name == "momentum"
+    assert make_agent("buy_and_hold", name="bh", seed=3).name == "bh"  # agents without randomness ignore the seed
+    assert make_agent("random", seed=7).seed == 7
+    with pytest.raises(ValueError, match=r"Unknown agent 'oracle'.*flag:<adapter.*zero_shot:<model"):
+        make_agent("oracle")
+    with pytest.raises(FileNotFoundError, match="FLAG adapter 'no-such-adapter' not found"):
+        make_agent("flag:no-such-adapter")
+
+
 class AlwaysShortAgent:
     name = "always_short"
 

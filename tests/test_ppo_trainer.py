@@ -385,7 +385,7 @@ def test_smollm2_two_ppo_iterations(dataset, tmp_path, all_torch_threads):
     tokenizer = load_tokenizer(SMOLLM2_ID)
     backbone = load_backbone(SMOLLM2_ID)
     policy = FlagPolicy.from_backbone(backbone, tokenizer, num_trainable_layers=2)
-    assert policy.config_flag.action_token_ids == [30845, 2326, 41838]  # sell, hold, buy (BRIEF §3)
+    assert policy.config_flag.action_token_ids == [30845, 2326, 41838]  # sell, hold, buy in SmolLM2 tokens
     initial = {k: v.clone() for k, v in policy.adapter_state_dict().items()}  # not views of the live weights
     frozen_before = policy.frozen_layers[0].self_attn.q_proj.weight.detach().clone()
     # bf16=False: load_backbone picks the dtype this CPU runs fastest (emulated bf16 autocast is far slower).

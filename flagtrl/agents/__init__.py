@@ -8,6 +8,7 @@ from .baselines import (
     RandomAgent,
     make_baseline,
 )
+from .registry import make_agent
 
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "RandomAgent",
     "TradingAgent",
     "choose_action",
+    "make_agent",
     "make_baseline",
     "masked_distribution",
 ]

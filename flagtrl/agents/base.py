@@ -6,7 +6,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..envs.trading_env import TradingState
+from ..state import TradingState
 
 
 @runtime_checkable

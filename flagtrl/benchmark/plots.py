@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import median_sharpe_run
+from .selection import median_sharpe_run
 
 
 def _median_runs(records: list[dict]) -> dict[tuple[str, str, str], dict[str, dict]]:

@@ -19,7 +19,6 @@ by that convention's Sharpe ratio.
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +34,12 @@ from ..metrics import (
 )
 from ..strict_json import write_json
 from .contamination import CONTAMINATED, UNKNOWN, ContaminationCheck
+from .plots import plot_benchmark
+from .selection import median_sharpe_run
 
 
 METRIC_FIELDS = ("cumulative_return", "sharpe_ratio", "annualized_volatility", "max_drawdown", "sortino_ratio")
 CONTAMINATION_MARK = " †"
-
-
-def _sort_key(value: float) -> float:
-    return math.inf if value is None or math.isnan(value) else value
-
-
-def median_sharpe_run(records: list[dict], convention: str) -> dict:
-    """The run at the median Sharpe ratio (lower middle for an even count; NaN Sharpe ranks last)."""
-    ordered = sorted(records, key=lambda r: (_sort_key(r["metrics"][convention]["sharpe_ratio"]), r["seed"]))
-    return ordered[(len(ordered) - 1) // 2]
 
 
 def metrics_of(record: dict, convention: str) -> TradingMetrics:
@@ -205,8 +196,6 @@ def write_csv(path: Path, records: list[dict], summary: list[dict]) -> None:
 
 def write_report(config, records: list[dict], checks: list[ContaminationCheck], timing: dict) -> dict:
     """Write report.md, results.json, runs.csv and the plots; return the summary (also in results.json)."""
-    from .plots import plot_benchmark
-
     output_dir = Path(config.output_dir)
     order = {spec.name: i for i, spec in enumerate(config.agent_specs)}
     records = sorted(

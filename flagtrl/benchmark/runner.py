@@ -23,12 +23,14 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..agents.base import TradingAgent
+from ..agents.registry import FLAG_PREFIX, ZERO_SHOT_PREFIX, make_agent
 from ..backtest import run_backtest, split_windows
 from ..data.schema import ASSET_CLASSES, MarketSeries, load_market_dataset, market_series
-from ..prompt import PROMPT_VERSION
+from ..prompt import PROMPT_VERSION, PromptConfig
 from ..strict_json import decode_non_finite, dumps
 from .config import AgentSpec, BenchmarkConfig, parse_benchmark_config
 from .contamination import ContaminationCheck, check_window, enforce, resolve_cutoff
+from .report import write_report
 
 
 logger = logging.getLogger(__name__)
@@ -52,41 +54,25 @@ class PlannedRun:
 
 
 def build_agent(spec: AgentSpec) -> TradingAgent:
-    """Instantiate the agent an `AgentSpec` describes (LLMs are loaded here, once per agent)."""
-    from ..agents import make_baseline
-
+    """Instantiate the agent an `AgentSpec` describes with `flagtrl.agents.registry.make_agent` (LLMs are loaded here,
+    once per agent)."""
     if spec.type == "zero_shot":
-        from ..agents.zero_shot import ZeroShotLLMAgent
-        from ..prompt import PromptConfig
-
-        return ZeroShotLLMAgent.from_pretrained(
-            spec.model,
+        return make_agent(
+            f"{ZERO_SHOT_PREFIX}{spec.model}",
+            name=spec.name,
             dtype=spec.dtype,
             prompt_config=PromptConfig(**spec.prompt),
             scoring=spec.scoring,
             temperature=spec.temperature,
             max_new_tokens=spec.max_new_tokens,
-            name=spec.name,
         )
     if spec.type == "flag":
-        from ..agents.flag_agent import FlagAgent
-
         if spec.prompt:
             raise ValueError(
                 f"Agent {spec.name!r}: a FLAG adapter uses the prompt it was trained with; drop `prompt`."
             )
-        try:
-            return FlagAgent.from_pretrained(spec.adapter, name=spec.name, dtype=spec.dtype)
-        except OSError as error:
-            if Path(spec.adapter).exists():
-                raise
-            raise FileNotFoundError(
-                f"FLAG adapter {spec.adapter!r} not found: no such folder, and no Hub repo of that name is reachable "
-                "or cached. Train one first (`make demo` writes outputs/smollm2-135m-ppo-demo) or fix `adapter`."
-            ) from error
-    agent = make_baseline(spec.type, **spec.params)
-    agent.name = spec.name
-    return agent
+        return make_agent(f"{FLAG_PREFIX}{spec.adapter}", name=spec.name, dtype=spec.dtype)
+    return make_agent(spec.type, name=spec.name, **spec.params)
 
 
 def resolve_windows(config: BenchmarkConfig, dataset, series: dict[str, MarketSeries]) -> dict[str, list[tuple]]:
@@ -212,8 +198,6 @@ def run_benchmark(config: BenchmarkConfig, agent_factory: Callable[[AgentSpec], 
     Raises:
         `ContaminationError`: in strict mode, before any run, when an LLM agent's window starts before its cutoff.
     """
-    from .report import write_report
-
     started = time.time()
     output_dir = Path(config.output_dir)
     runs_dir = output_dir / RUNS_DIR

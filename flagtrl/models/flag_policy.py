@@ -33,7 +33,8 @@ from torch import nn
 
 from ..actions import ACTIONS
 from ..prompt import PROMPT_VERSION, EncodedPrompt
-from ..trainer.ppo_math import masked_log_softmax
+from .action_head import masked_log_softmax
+from .loading import load_backbone
 from .trunk_cache import FrozenStates, TrunkCache, supports_trunk_cache
 
 
@@ -448,8 +449,6 @@ class FlagPolicy(nn.Module):
         raw = json.loads((folder / ADAPTER_CONFIG_NAME).read_text())
         config = FlagPolicyConfig(**raw["flagtrl"])
         if backbone is None:
-            from .loading import load_backbone
-
             backbone = load_backbone(
                 config.base_model_name_or_path, revision=config.base_model_revision, dtype=dtype, **backbone_kwargs
             )

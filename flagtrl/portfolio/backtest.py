@@ -14,18 +14,17 @@ turnover of the rebalance executed at that close, and the policy's decision take
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..backtest import ResultRecord
 from ..metrics import TradingMetrics, paper_metrics, standard_metrics
-from ..strict_json import write_json
 from .environment import AlignedMarket, PortfolioEnv
 
 
 @dataclass
-class PortfolioBacktestResult:
+class PortfolioBacktestResult(ResultRecord):
     """The outcome of one portfolio policy over one window.
 
     Args:
@@ -59,15 +58,6 @@ class PortfolioBacktestResult:
     def weights(self) -> np.ndarray:
         """Weights at each close, shape (days, N + 1), cash last."""
         return np.array([[row["weights"][name] for name in [*self.assets, "cash"]] for row in self.trajectory])
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["metrics"] = {name: m.to_dict() for name, m in self.metrics.items()}
-        return out
-
-    def to_json(self, path: str | Path) -> None:
-        """Writes `to_dict()` as strict JSON (non-finite metrics as strings, `flagtrl.strict_json`)."""
-        write_json(path, self.to_dict(), indent=2)
 
 
 def portfolio_metrics(

@@ -13,6 +13,7 @@ from dataclasses import asdict
 
 from trl import TrlParser
 
+from ..agents.registry import make_agent
 from .backtest import PortfolioBacktestResult, run_portfolio_backtest
 from .baselines import BuyAndHoldPolicy, EqualWeightPolicy, max_sharpe_policy
 from .config import PortfolioConfig
@@ -36,8 +37,6 @@ def load_market(config: PortfolioConfig) -> AlignedMarket:
 
 def make_analyst(specs: list[str], seed: int = 0):
     """One agent, or a committee of several, from `flagtrl backtest --agent` specs."""
-    from ..cli import make_agent
-
     agents = [make_agent(spec, seed=seed) for spec in specs]
     return agents[0] if len(agents) == 1 else AnalystCommittee(agents)
 

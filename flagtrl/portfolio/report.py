@@ -11,6 +11,9 @@ Files written to `output_dir`:
   non-finite values as the strings "inf", "-inf", "nan", `flagtrl.strict_json`);
 - `equity_curves.png`: account value / initial cash of every policy;
 - `weights.png`: stacked-area weights over time of the policies that hold more than one asset.
+
+Plots are `matplotlib.figure.Figure` objects saved with the Agg canvas, as in `flagtrl.benchmark.plots`: no pyplot
+state, no global backend switch.
 """
 
 from __future__ import annotations
@@ -78,12 +81,10 @@ def activity_table(results: Mapping[str, PortfolioBacktestResult]) -> str:
 
 
 def plot_equity_curves(results: Mapping[str, PortfolioBacktestResult], path: Path, title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(10, 5.5))
+    figure = Figure(figsize=(10, 5.5))
+    axis = figure.subplots()
     for name, result in results.items():
         equity = result.equity
         dates = np.array(result.dates, dtype="datetime64[D]")
@@ -97,20 +98,17 @@ def plot_equity_curves(results: Mapping[str, PortfolioBacktestResult], path: Pat
     figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def plot_weights(results: Mapping[str, PortfolioBacktestResult], path: Path, title: str) -> list[str]:
     """Stacked-area weights of the policies that hold more than one asset; returns the policies plotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     shown = [name for name, r in results.items() if (r.weights()[:, :-1] > 1e-6).sum(axis=1).max() > 1]
     if not shown:
         return []
-    figure, axes = plt.subplots(len(shown), 1, figsize=(10, 2.8 * len(shown)), sharex=True, squeeze=False)
+    figure = Figure(figsize=(10, 2.8 * len(shown)))
+    axes = figure.subplots(len(shown), 1, sharex=True, squeeze=False)
     for axis, name in zip(axes[:, 0], shown):
         result = results[name]
         weights = np.clip(result.weights(), 0.0, 1.0)
@@ -124,7 +122,6 @@ def plot_weights(results: Mapping[str, PortfolioBacktestResult], path: Path, tit
     figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return shown
 
 

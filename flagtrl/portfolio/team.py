@@ -22,7 +22,7 @@ import numpy as np
 
 from ..actions import ACTIONS
 from ..agents.base import TradingAgent
-from ..envs.trading_env import TradingState
+from ..state import TradingState
 from .environment import PortfolioState
 from .manager import PortfolioManager
 from .risk import RiskManager

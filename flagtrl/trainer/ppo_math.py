@@ -5,21 +5,8 @@ from __future__ import annotations
 
 import torch
 
-
-def masked_log_softmax(logits: torch.Tensor, action_mask: torch.Tensor) -> torch.Tensor:
-    """log pi(a|s) with invalid actions at probability exactly 0 (paper eq. 8).
-
-    Args:
-        logits (`torch.Tensor`): `(batch, num_actions)` policy-head logits.
-        action_mask (`torch.Tensor`): `(batch, num_actions)`, 1/True for valid actions; every row needs one.
-
-    Returns:
-        `torch.Tensor`: log-probabilities, `-inf` on masked actions.
-    """
-    mask = action_mask.bool()
-    if not mask.any(dim=-1).all():
-        raise ValueError("Every state needs at least one valid action (hold is always valid).")
-    return torch.log_softmax(logits.float().masked_fill(~mask, float("-inf")), dim=-1)
+# Re-exported: the policy model owns the masked action distribution; the PPO losses use it.
+from ..models.action_head import masked_log_softmax as masked_log_softmax
 
 
 def masked_entropy(log_probs: torch.Tensor) -> torch.Tensor:
