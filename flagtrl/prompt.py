@@ -23,7 +23,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from .actions import ACTIONS
-from .envs.trading_env import TradingState
+from .state import TradingState
 
 
 # v2: compact JSON, rounded account numbers; v3: trades at today's close, no reward named, answer prefix.

@@ -1,6 +1,6 @@
 """`FlagPPOTrainer`: FLAG-Trader's PPO (paper Appendix A) on TRL's trainer base.
 
-TRL 1.16 has no PPO (BRIEF §3), and its last one generated free text against a reward model; FLAG-Trader's policy acts
+TRL 1.16 has no PPO (removed in TRL PR #7020), and its last one generated free text against a reward model; FLAG-Trader's policy acts
 in an environment. So the PPO loop lives here, read top to bottom like CleanRL's `ppo.py`, on `trl`'s `_BaseTrainer`:
 `report_to`, logging callbacks and the progress bar, `push_to_hub`, the model card and accelerate (CPU, one GPU, DDP)
 work as in any TRL trainer. One `global_step` is one PPO iteration: a rollout of `num_envs` x `num_steps` environment
@@ -285,6 +285,7 @@ class FlagPPOTrainer(_BaseTrainer):
         log_probs, values = torch.zeros(steps, num_envs), torch.zeros(steps, num_envs)
         ref_log_probs = torch.zeros(steps, num_envs, 3)
         rewards, dones = torch.zeros(steps, num_envs), torch.zeros(steps, num_envs)
+        env_rewards = torch.zeros(steps, num_envs)  # as the environment gave them: no scale, no bootstrap
         frozen_states: list[FrozenStates] = []
         for step in range(steps):
             states = [env.state() for env in envs]
@@ -306,6 +307,7 @@ class FlagPPOTrainer(_BaseTrainer):
             time_limited = []
             for i, env in enumerate(envs):
                 _, reward, terminated, truncated, info = env.step(int(action[i]))
+                env_rewards[step, i] = reward
                 rewards[step, i] = reward * args.reward_scale
                 done = terminated or truncated
                 self.next_done[i] = float(done)
@@ -337,6 +339,7 @@ class FlagPPOTrainer(_BaseTrainer):
             "advantages": advantages.reshape(-1),
             "returns": returns.reshape(-1),
             "rewards": rewards.reshape(-1),
+            "env_rewards": env_rewards.reshape(-1),
         }
         if frozen_states:  # h1 of every sample, in the order of `prompts`, for the update
             batch["frozen_states"] = FrozenStates.concat(frozen_states)
@@ -445,7 +448,7 @@ class FlagPPOTrainer(_BaseTrainer):
         result.update(
             {
                 "value/explained_variance": explained,
-                "objective/reward_mean": float(batch["rewards"].mean()),
+                "objective/reward_mean": float(batch["env_rewards"].mean()),
                 "policy/action_buy_fraction": float((batch["actions"] == 2).float().mean()),
                 "policy/action_sell_fraction": float((batch["actions"] == 0).float().mean()),
             }
