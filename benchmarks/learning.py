@@ -76,6 +76,9 @@ class LearningBenchmarkArguments:
         eval_days (`int`): Test-window days of every evaluation (the first ones of the window).
         eval_every (`int`): PPO iterations between learning-curve evaluations (0: only before and after).
         threads (`int`): torch threads (0: all cores).
+        train_window (`str`), test_window (`str`): `START:END` of the synthetic market's splits. The training window
+            is longer than the paper's 64-day warm-up on purpose: a minibatch drawn from a few dozen days carries
+            their common drift, which a policy learns as a bias long before it learns to read the news.
     """
 
     accuracies: str = field(default="0.5,0.7,0.9", metadata={"help": "Comma-separated news accuracies."})
@@ -83,6 +86,12 @@ class LearningBenchmarkArguments:
     eval_days: int = field(default=60, metadata={"help": "Test-window days of each evaluation."})
     eval_every: int = field(default=0, metadata={"help": "PPO iterations between curve points (0: ends only)."})
     threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)."})
+    train_window: str = field(default="2019-01-02:2020-09-30", metadata={"help": "START:END of the training split."})
+    test_window: str = field(default="2020-10-01:2021-05-06", metadata={"help": "START:END of the test split."})
+
+    def windows(self) -> dict:
+        train, test = tuple(self.train_window.split(":")), tuple(self.test_window.split(":"))
+        return {"stock": {"train": train, "test": test}, "crypto": {"train": train, "test": test}}
 
 
 def hardware() -> dict:
@@ -160,7 +169,9 @@ def train_and_evaluate(accuracy: float, seed: int, bench: LearningBenchmarkArgum
     from transformers import TrainerCallback
 
     set_seed(seed)
-    dataset = make_synthetic_dataset(assets={ASSET: "stock"}, seed=seed, news_accuracy=accuracy)
+    dataset = make_synthetic_dataset(
+        assets={ASSET: "stock"}, seed=seed, news_accuracy=accuracy, windows=bench.windows()
+    )
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
     backbone = load_backbone(
         model_args.model_name_or_path,
@@ -305,6 +316,7 @@ def main(bench: LearningBenchmarkArguments, args: FlagPPOConfig, model_args: Mod
     settings = {k: v for k, v in args.to_dict().items() if k not in IGNORED_SETTINGS}
     settings.update(model=model_args.model_name_or_path, dtype=str(model_args.dtype))
     settings.update(eval_days=bench.eval_days, eval_every=bench.eval_every, prompt_version=PROMPT_VERSION)
+    settings.update(train_window=bench.train_window, test_window=bench.test_window)
     accuracies = [float(a) for a in bench.accuracies.split(",")]
     seeds = [int(s) for s in bench.seeds.split(",")]
     runs, started = [], time.time()

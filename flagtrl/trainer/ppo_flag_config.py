@@ -75,6 +75,8 @@ class FlagPPOConfig(_BaseConfig):
         price_history_days (`int`, *optional*, defaults to `10`): Prices in the prompt.
         max_news_items (`int`, *optional*, defaults to `3`): News items in the prompt.
         max_prompt_tokens (`int`, *optional*, defaults to `512`): Hard prompt budget.
+        decision_history (`int`, *optional*, defaults to `10`): Previous actions, rewards and account values shown
+            (each costs tokens of the per-step suffix).
         news_position (`str`, *optional*, defaults to `"last"`): `last` (the day's news after the account, right
             before the answer) or `market` (inside the cached market JSON, the flag-v2 layout); see `PromptConfig`.
 
@@ -143,6 +145,7 @@ class FlagPPOConfig(_BaseConfig):
     price_history_days: int = field(default=10, metadata={"help": "Closing prices shown in the prompt."})
     max_news_items: int = field(default=3, metadata={"help": "News items shown in the prompt."})
     max_prompt_tokens: int = field(default=512, metadata={"help": "Hard token budget of the prompt."})
+    decision_history: int = field(default=10, metadata={"help": "Previous decisions shown in the prompt."})
     news_position: str = field(
         default="last", metadata={"help": "Where the news go: last (before the answer) or market."}
     )

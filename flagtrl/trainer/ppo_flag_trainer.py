@@ -109,6 +109,7 @@ class FlagPPOTrainer(_BaseTrainer):
             max_news_items=args.max_news_items,
             max_prompt_tokens=args.max_prompt_tokens,
             news_position=args.news_position,
+            decision_history=args.decision_history,
         )
         model.config_flag.prompt_config = vars(self.prompt_config).copy()
         self.builder = PromptBuilder(processing_class, self.prompt_config)
