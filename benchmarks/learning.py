@@ -1,7 +1,7 @@
 """Does PPO make a better trader? The real SmolLM2-135M trained on synthetic markets whose news carries a known signal.
 
-    HF_HUB_OFFLINE=1 python benchmarks/learning.py --config recipes/smollm2-135m/ppo/config_learning.yaml
-    HF_HUB_OFFLINE=1 python benchmarks/learning.py --config recipes/smollm2-135m/ppo/config_learning.yaml \
+    HF_HUB_OFFLINE=1 python benchmarks/learning.py --config recipes/smollm2-135m/learning/config_synthetic.yaml
+    HF_HUB_OFFLINE=1 python benchmarks/learning.py --config recipes/smollm2-135m/learning/config_synthetic.yaml \
         --accuracies 0.9 --seeds 0 --total_timesteps 256          # one quick run
     HF_HUB_OFFLINE=1 python benchmarks/learning.py --config ... --kl_coef 0.05 --output_dir outputs/learning-kl  # ablation
 

@@ -94,3 +94,18 @@ def test_every_readme_command_exists():
             assert recipe.startswith("<") or (ROOT / recipe).exists(), f"{recipe} does not exist"
         else:
             pytest.fail(f"unexpected program in a README command: {' '.join(argv)}")
+
+
+def test_learning_benchmark_recipe_parses(tmp_path):
+    spec = importlib.util.spec_from_file_location("learning_benchmark", ROOT / "benchmarks" / "learning.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    parser = TrlParser((module.LearningBenchmarkArguments, FlagPPOConfig, ModelConfig))
+    recipe = ROOT / "recipes" / "smollm2-135m" / "learning" / "config_synthetic.yaml"
+    bench, args, model_args = parser.parse_args_and_config(
+        args=["--config", str(recipe), "--output_dir", str(tmp_path)]
+    )
+    assert [float(a) for a in bench.accuracies.split(",")] == [0.5, 0.7, 0.9]
+    assert args.reward == "log_return" and args.trading_mode == "position"
+    assert bench.windows()["stock"]["train"] == ("2019-01-02", "2020-09-30")
