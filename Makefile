@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 export HF_HUB_DISABLE_TELEMETRY := 1
 OFFLINE := HF_HUB_OFFLINE=1
 
-DEMO_DATA := data/skfolio-msft-jnj
+DEMO_DATA := data/synthetic-news
 DEMO_CONFIG := recipes/smollm2-135m/ppo/config_demo.yaml
 
 $(BIN)/python:
@@ -27,8 +27,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 $(DEMO_DATA): $(VENV)/.installed
-	$(OFFLINE) $(BIN)/python datasets/prepare_prices.py --source skfolio --assets MSFT,JNJ \
-		--start 2019-01-01 --end 2021-05-06 --output_dir $(DEMO_DATA)
+	$(OFFLINE) $(BIN)/python datasets/prepare_synthetic.py --assets SYNA=stock --news_accuracy 0.9 --seed 0 \
+		--windows stock.train=2019-01-02:2020-09-30,stock.test=2020-10-01:2021-05-06 \
+		--output_dir $(DEMO_DATA)
 
 demo: $(VENV)/.installed $(DEMO_DATA)
 	$(OFFLINE) $(BIN)/accelerate launch --config_file accelerate_configs/cpu.yaml recipes/ppo_flag.py \
