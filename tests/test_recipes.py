@@ -42,10 +42,17 @@ def test_ppo_recipe_parses(recipe, tmp_path):
     assert script_args.dataset_name
     assert model_args.model_name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert training_args.num_iterations >= 1
-    if recipe.name != "config_demo.yaml":
-        # The per-asset recipes are the paper's Table 3.
+    if recipe.name == "config_demo.yaml" or recipe.name.endswith("_recommended.yaml"):
+        # flagtrl's settings from the learning benchmark: no replayed episodes, a reward with a per-step signal.
+        assert training_args.reward == "log_return" and training_args.trading_mode == "position"
+        assert training_args.max_episode_steps == 20 and training_args.kl_coef == 0.0
+    else:
+        # The per-asset recipes are the paper's Table 3 (but 30-step episodes: 65 would replay one path).
         assert (training_args.total_timesteps, training_args.num_steps, training_args.gamma) == (13860, 40, 0.95)
         assert (training_args.kl_coef, training_args.ent_coef, training_args.minibatch_size) == (0.05, 0.05, 32)
+    # No recipe replays one identical episode: the shortest warm-up window (BTC, 2023-02-11 → 2023-04-04) holds 52
+    # steps; episodes must be shorter for random starts to vary them.
+    assert training_args.max_episode_steps < 52
 
 
 def test_unknown_recipe_key_fails(tmp_path):
