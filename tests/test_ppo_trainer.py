@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -404,3 +406,15 @@ def test_smollm2_two_ppo_iterations(dataset, tmp_path, all_torch_threads):
             if key in entry:
                 assert math.isfinite(entry[key]), key
     print(f"SmolLM2 2 PPO iterations: {time.time() - start:.1f} s")
+
+
+def test_episode_sharpe_is_the_running_sharpe_of_the_episode_pnl():
+    """`market/episode_sharpe` is SR_T of the episode's pnl (`flagtrl.rewards.running_sharpe`): mean / std (ddof=1),
+    0 for a flat account or a single step."""
+    trainer = SimpleNamespace(episode_stats=defaultdict(list))
+    for pnl in ([1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0]):
+        env = SimpleNamespace(pnl=pnl, account_value=110.0, initial_cash=100.0, past_actions=["buy", "hold", "sell"])
+        FlagPPOTrainer._record_episode(trainer, env, {})
+    assert trainer.episode_stats["market/episode_sharpe"] == [pytest.approx(2.0), 0.0, 0.0]
+    assert trainer.episode_stats["market/episode_return"] == [pytest.approx(0.1)] * 3
+    assert trainer.episode_stats["market/episode_trades"] == [2.0] * 3

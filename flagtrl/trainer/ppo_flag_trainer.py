@@ -38,12 +38,14 @@ from ..envs.trading_env import TradingEnv
 from ..models.flag_policy import FlagPolicy
 from ..models.trunk_cache import FrozenStates, TrunkCache
 from ..prompt import PromptBuilder, PromptConfig
+from ..rewards import running_sharpe
 from .ppo_flag_config import FlagPPOConfig
 from .ppo_math import (
     categorical_kl,
     clipped_policy_loss,
     clipped_value_loss,
     compute_gae,
+    explained_variance,
     masked_entropy,
     normalize_advantages,
 )
@@ -347,11 +349,9 @@ class FlagPPOTrainer(_BaseTrainer):
         return batch
 
     def _record_episode(self, env: TradingEnv, info: dict) -> None:
-        pnl = np.asarray(env.pnl)
         self.episode_stats["market/episode_return"].append(env.account_value / env.initial_cash - 1.0)
-        self.episode_stats["market/episode_sharpe"].append(
-            float(pnl.mean() / pnl.std(ddof=1)) if len(pnl) > 1 and pnl.std(ddof=1) > 0 else 0.0
-        )
+        # SR_T of the whole episode's pnl, per step (0 for a flat account): the final value of the `sharpe_delta` sum.
+        self.episode_stats["market/episode_sharpe"].append(running_sharpe(env.pnl))
         self.episode_stats["market/episode_trades"].append(float(sum(a != "hold" for a in env.past_actions)))
 
     def _pop_episode_stats(self) -> dict[str, float]:
@@ -439,16 +439,13 @@ class FlagPPOTrainer(_BaseTrainer):
                 self.optimizer.zero_grad(set_to_none=True)
             if args.target_kl is not None and np.mean(stats["policy/approx_kl"]) > args.target_kl:
                 break
-        values, returns = batch["values"], batch["returns"]
-        variance = returns.var()
-        explained = float("nan") if variance == 0 else float(1 - (returns - values).var() / variance)
         result = {name: float(np.mean(v)) for name, v in stats.items()}
         if self.trunk_cache is not None:
             result.update(self.trunk_cache.stats())
             self._warn_on_evictions()
         result.update(
             {
-                "value/explained_variance": explained,
+                "value/explained_variance": explained_variance(batch["values"], batch["returns"]),
                 "objective/reward_mean": float(batch["env_rewards"].mean()),
                 "policy/action_buy_fraction": float((batch["actions"] == 2).float().mean()),
                 "policy/action_sell_fraction": float((batch["actions"] == 0).float().mean()),
