@@ -404,3 +404,16 @@ def test_smollm2_cached_and_plain_paths_agree_on_real_prompts():
                 for plain, cached in zip(e_plain, e_cached):
                     assert cached <= BF16_FACTOR * plain + BF16_FLOOR, (e_cached, e_plain)
     assert cache.hits == cache.misses == len(prompts)  # one market prefix per (asset, day)
+
+
+def test_training_logs_the_cache_statistics_and_warns_once_when_it_evicts(tiny_tokenizer, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="flagtrl.trainer.ppo_flag_trainer"):
+        trainer = train_tiny(tiny_tokenizer, tmp_path, trunk_cache_max_mb=1.0)  # ~0.17 MiB a prefix: 5 held
+    cache = trainer.trunk_cache
+    assert cache.evictions > 0 and cache.entries
+    logs = [e for e in trainer.state.log_history if "policy/entropy" in e]
+    assert len(logs) == 3
+    assert all({"trunk_cache/hit_rate", "trunk_cache/entries", "trunk_cache/size_mb"} <= set(e) for e in logs)
+    assert logs[-1]["trunk_cache/evictions"] == float(cache.evictions)  # the counters as of the last iteration
+    warnings = [r for r in caplog.records if "The trunk cache is full" in r.getMessage()]
+    assert len(warnings) == 1

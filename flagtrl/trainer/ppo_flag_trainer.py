@@ -31,6 +31,7 @@ from datasets import DatasetDict
 from transformers.trainer_utils import get_last_checkpoint
 from trl.trainer.base_trainer import _BaseTrainer
 
+from ..actions import BUY, SELL
 from ..agents.baselines import BuyAndHoldAgent
 from ..backtest import evaluate_agents, split_windows
 from ..data.schema import FULL_SPLIT, list_assets, market_series
@@ -54,6 +55,8 @@ from .ppo_math import (
 logger = logging.getLogger(__name__)
 
 OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME = "optimizer.pt", "scheduler.pt", "trainer_state.json"
+# The rollout tensors that the update reads per micro-batch (moved to the model's device there).
+UPDATE_TENSORS = ("masks", "actions", "log_probs", "values", "returns", "ref_log_probs")
 
 
 def rollout_state_name(rank: int) -> str:
@@ -222,6 +225,9 @@ class FlagPPOTrainer(_BaseTrainer):
             batch = self._rollout()
             rollout_time = time.time() - rollout_start
             stats = self._update(batch)
+            if self.trunk_cache is not None:
+                stats.update(self.trunk_cache.stats())
+                self._warn_on_evictions()
             self.lr_scheduler.step()
             self.state.global_step = iteration
             self.state.epoch = iteration / num_iterations
@@ -362,9 +368,11 @@ class FlagPPOTrainer(_BaseTrainer):
         return stats
 
     def _update(self, batch: dict) -> dict[str, float]:
-        """`update_epochs` passes of minibatch PPO updates over one rollout."""
+        """`update_epochs` passes of minibatch PPO updates over one rollout (CleanRL's loop: forward, losses, backward,
+        clip, step). The losses stay on the model's device; statistics go to the CPU only to be logged."""
         args, accelerator = self.args, self.accelerator
         model, policy = self.model_wrapped, self.model
+        device = policy.device
         size = len(batch["prompts"])
         stats: dict[str, list[float]] = defaultdict(list)
         for _ in range(args.update_epochs):
@@ -374,49 +382,33 @@ class FlagPPOTrainer(_BaseTrainer):
                 advantages = batch["advantages"][minibatch]
                 if args.norm_adv:
                     advantages = normalize_advantages(advantages)
+                # Gradient accumulation: micro-batches of one minibatch add up their gradients before one step.
                 micro_batches = minibatch.tensor_split(min(args.gradient_accumulation_steps, len(minibatch)))
                 offsets = np.cumsum([0] + [len(m) for m in micro_batches])
                 for k, micro in enumerate(micro_batches):
+                    inputs = self._micro_batch_inputs(batch, micro)
+                    old = {key: batch[key][micro].to(device) for key in UPDATE_TENSORS}
+                    micro_advantages = advantages[offsets[k] : offsets[k + 1]].to(device)
                     last = k == len(micro_batches) - 1
                     sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
-                    action_mask = batch["masks"][micro].to(policy.device)
-                    if "frozen_states" in batch or self.trunk_cache is not None:
-                        # Only the trainable top layers run: h1 comes from the rollout (or the trunk cache).
-                        if "frozen_states" in batch:
-                            frozen = batch["frozen_states"].select(micro)
-                        else:
-                            frozen = self._frozen_states([batch["prompts"][i] for i in micro.tolist()])
-                        hidden, attention_mask = frozen.padded()
-                        inputs = {"input_ids": None, "attention_mask": attention_mask, "frozen_hidden": hidden}
-                    else:
-                        inputs = policy.collate([batch["prompts"][i] for i in micro.tolist()], self.pad_token_id)
                     with sync, accelerator.autocast():
                         out = model(
                             inputs["input_ids"],
                             inputs["attention_mask"],
-                            action_mask,
-                            frozen_hidden=inputs.get("frozen_hidden"),
+                            old["masks"],
+                            frozen_hidden=inputs["frozen_hidden"],
                         )
-                        new_log_probs = out.log_probs.gather(
-                            1, batch["actions"][micro, None].to(policy.device)
-                        ).squeeze(1)
+                        new_log_probs = out.log_probs.gather(1, old["actions"][:, None]).squeeze(1)
                         pg_loss, approx_kl, old_approx_kl, clip_fraction = clipped_policy_loss(
-                            new_log_probs.cpu(),
-                            batch["log_probs"][micro],
-                            advantages[offsets[k] : offsets[k + 1]],
-                            args.clip_coef,
+                            new_log_probs, old["log_probs"], micro_advantages, args.clip_coef
                         )
                         v_loss = clipped_value_loss(
-                            out.values.cpu(),
-                            batch["values"][micro],
-                            batch["returns"][micro],
-                            args.clip_coef,
-                            args.clip_vloss,
+                            out.values, old["values"], old["returns"], args.clip_coef, args.clip_vloss
                         )
-                        entropy = masked_entropy(out.log_probs).mean().cpu()
+                        entropy = masked_entropy(out.log_probs).mean()
                         loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
                         if args.kl_coef > 0:  # without it the rollout computed no reference log-probs
-                            kl = categorical_kl(out.log_probs.cpu(), batch["ref_log_probs"][micro]).mean()
+                            kl = categorical_kl(out.log_probs, old["ref_log_probs"]).mean()
                             loss = loss + args.kl_coef * kl
                             stats["objective/kl"].append(float(kl.detach()))
                         accelerator.backward(loss * len(micro) / len(minibatch))
@@ -440,18 +432,37 @@ class FlagPPOTrainer(_BaseTrainer):
             if args.target_kl is not None and np.mean(stats["policy/approx_kl"]) > args.target_kl:
                 break
         result = {name: float(np.mean(v)) for name, v in stats.items()}
-        if self.trunk_cache is not None:
-            result.update(self.trunk_cache.stats())
-            self._warn_on_evictions()
         result.update(
             {
                 "value/explained_variance": explained_variance(batch["values"], batch["returns"]),
                 "objective/reward_mean": float(batch["env_rewards"].mean()),
-                "policy/action_buy_fraction": float((batch["actions"] == 2).float().mean()),
-                "policy/action_sell_fraction": float((batch["actions"] == 0).float().mean()),
+                "policy/action_buy_fraction": float((batch["actions"] == BUY).float().mean()),
+                "policy/action_sell_fraction": float((batch["actions"] == SELL).float().mean()),
             }
         )
         return result
+
+    def _micro_batch_inputs(self, batch: dict, micro: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """The model inputs of the samples `micro` of a rollout batch, one of three ways: h1 kept from the rollout
+        (`reuse_rollout_hidden_states`), h1 from the trunk cache (`use_trunk_cache`), or the token ids for a full
+        forward. With h1 given, only the trainable top layers run.
+
+        Returns:
+            `dict`: `input_ids` (`None` with h1), `attention_mask` and `frozen_hidden` (`None` without h1).
+        """
+        if "frozen_states" in batch:
+            frozen = batch["frozen_states"].select(micro)
+        elif self.trunk_cache is not None:
+            frozen = self._frozen_states([batch["prompts"][i] for i in micro.tolist()])
+        else:
+            inputs = self.model.collate([batch["prompts"][i] for i in micro.tolist()], self.pad_token_id)
+            return {
+                "input_ids": inputs["input_ids"],
+                "attention_mask": inputs["attention_mask"],
+                "frozen_hidden": None,
+            }
+        hidden, attention_mask = frozen.padded()
+        return {"input_ids": None, "attention_mask": attention_mask, "frozen_hidden": hidden}
 
     def _warn_on_evictions(self) -> None:
         cache = self.trunk_cache
