@@ -33,8 +33,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_policy(tokenizer, seed: int = 0) -> FlagPolicy:
-    return FlagPolicy.from_backbone(build_tiny_llama(len(tokenizer), seed=seed), tokenizer, num_trainable_layers=2)
+def make_policy(tokenizer, seed: int = 0, last_token_top_layer: bool = True) -> FlagPolicy:
+    return FlagPolicy.from_backbone(
+        build_tiny_llama(len(tokenizer), seed=seed),
+        tokenizer,
+        num_trainable_layers=2,
+        last_token_top_layer=last_token_top_layer,
+    )
 
 
 def random_tokens(generator: torch.Generator, vocab_size: int, length: int) -> list[int]:
@@ -323,9 +328,10 @@ SPEEDUPS_OFF = dict(use_trunk_cache=False, reuse_rollout_hidden_states=False, la
 def train_tiny(tokenizer, output_dir: Path, **overrides) -> FlagPPOTrainer:
     settings = dict(num_envs=3, total_timesteps=3 * 3 * 4, max_episode_steps=5, minibatch_size=6)
     settings.update(overrides)
+    args = tiny_ppo_config(output_dir, **settings)
     trainer = FlagPPOTrainer(
-        make_policy(tokenizer),
-        tiny_ppo_config(output_dir, **settings),
+        make_policy(tokenizer, last_token_top_layer=args.last_token_top_layer),
+        args,
         make_synthetic_dataset(seed=0),
         processing_class=tokenizer,
     )

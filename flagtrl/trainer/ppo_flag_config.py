@@ -9,6 +9,7 @@ import torch
 from trl.trainer.base_config import _BaseConfig
 
 from ..hardware import cpu_has_fast_bf16
+from ..prompt import PromptConfig
 
 
 @dataclass
@@ -171,6 +172,16 @@ class FlagPPOConfig(_BaseConfig):
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Not used by the PPO loop."})
     save_steps: float = field(default=50, metadata={"help": "Checkpoint every X PPO iterations."})
     report_to: str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard..."})
+
+    def prompt_config(self) -> PromptConfig:
+        """The prompt settings of this config as a `PromptConfig` (pass `vars(...)` to `FlagPolicy.from_backbone`)."""
+        return PromptConfig(
+            price_history_days=self.price_history_days,
+            max_news_items=self.max_news_items,
+            max_prompt_tokens=self.max_prompt_tokens,
+            news_position=self.news_position,
+            decision_history=self.decision_history,
+        )
 
     def __post_init__(self):
         # No accelerator: train on the CPU (where bf16 autocast runs at about 2x float32 on CPUs with native bf16)

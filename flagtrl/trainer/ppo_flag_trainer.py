@@ -59,6 +59,35 @@ OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME = "optimizer.pt", "scheduler.
 UPDATE_TENSORS = ("masks", "actions", "log_probs", "values", "returns", "ref_log_probs")
 
 
+def model_prompt_config(model: FlagPolicy, args: FlagPPOConfig) -> PromptConfig:
+    """The prompt settings to train with, read from the model and checked against the config (the model owns its
+    settings; the trainer never writes them).
+
+    A model built without prompt settings (`FlagPolicy.from_backbone(..., prompt_config=None)`) takes the config's;
+    `save_model` records them in the saved adapter.
+
+    Raises:
+        `ValueError`: if the model's prompt settings or `last_token_top_layer` differ from the config's.
+    """
+    configured = args.prompt_config()
+    if model.config_flag.prompt_config:
+        own = PromptConfig(**model.config_flag.prompt_config)
+        if own != configured:
+            raise ValueError(
+                f"The policy was built with prompt settings {own}, but the training config asks for {configured}: "
+                "pass the config's to FlagPolicy.from_backbone(prompt_config=...)."
+            )
+    else:
+        logger.info("The policy was built without prompt settings: training with the config's %s.", configured)
+    if model.last_token_top_layer != args.last_token_top_layer:
+        raise ValueError(
+            f"The policy was built with last_token_top_layer={model.last_token_top_layer}, but the training config "
+            f"asks for last_token_top_layer={args.last_token_top_layer}: pass the config's to "
+            "FlagPolicy.from_backbone(last_token_top_layer=...)."
+        )
+    return configured
+
+
 def rollout_state_name(rank: int) -> str:
     return f"rollout_state_rank{rank}.pt"
 
@@ -109,14 +138,7 @@ class FlagPPOTrainer(_BaseTrainer):
             processing_class=processing_class,
             callbacks=callbacks,
         )
-        self.prompt_config = PromptConfig(
-            price_history_days=args.price_history_days,
-            max_news_items=args.max_news_items,
-            max_prompt_tokens=args.max_prompt_tokens,
-            news_position=args.news_position,
-            decision_history=args.decision_history,
-        )
-        model.config_flag.prompt_config = vars(self.prompt_config).copy()
+        self.prompt_config = model_prompt_config(model, args)
         self.builder = PromptBuilder(processing_class, self.prompt_config)
         self.pad_token_id = processing_class.pad_token_id if processing_class.pad_token_id is not None else 0
         self.train_assets = [a.upper() for a in (args.assets or list_assets(dataset[args.dataset_train_split]))]
@@ -128,7 +150,6 @@ class FlagPPOTrainer(_BaseTrainer):
         self.next_done = torch.zeros(args.num_envs)
         self.episode_stats: dict[str, list[float]] = defaultdict(list)
         self._envs_started = False
-        model.last_token_top_layer = args.last_token_top_layer
         # Derived state only: never checkpointed (a resumed run recomputes the same prefixes bit for bit).
         self.trunk_cache = TrunkCache(args.trunk_cache_max_mb) if args.use_trunk_cache else None
         self._warned_evictions = False
@@ -549,7 +570,9 @@ class FlagPPOTrainer(_BaseTrainer):
         """Save the adapter (trainable layers + heads, safetensors) and the tokenizer."""
         output_dir = output_dir or self.args.output_dir
         if self.accelerator.is_main_process:
-            self.model.save_pretrained(output_dir, tokenizer=self.processing_class)
+            self.model.save_pretrained(
+                output_dir, tokenizer=self.processing_class, prompt_config=vars(self.prompt_config)
+            )
         self.accelerator.wait_for_everyone()
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
@@ -577,7 +600,7 @@ class FlagPPOTrainer(_BaseTrainer):
         folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
         if self.accelerator.is_main_process:
-            self.model.save_pretrained(folder, tokenizer=self.processing_class)
+            self.model.save_pretrained(folder, tokenizer=self.processing_class, prompt_config=vars(self.prompt_config))
             torch.save(self.optimizer.state_dict(), folder / OPTIMIZER_NAME)
             torch.save(self.lr_scheduler.state_dict(), folder / SCHEDULER_NAME)
             self.state.save_to_json(str(folder / TRAINER_STATE_NAME))
