@@ -31,7 +31,7 @@ from datasets import DatasetDict
 from transformers.trainer_utils import get_last_checkpoint
 from trl.trainer.base_trainer import _BaseTrainer
 
-from ..actions import BUY, SELL
+from ..actions import BUY, NUM_ACTIONS, SELL
 from ..agents.baselines import BuyAndHoldAgent
 from ..backtest import evaluate_agents, split_windows
 from ..data.schema import FULL_SPLIT, list_assets, market_series
@@ -56,6 +56,10 @@ logger = logging.getLogger(__name__)
 
 OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME = "optimizer.pt", "scheduler.pt", "trainer_state.json"
 # The rollout tensors that the update reads per micro-batch (moved to the model's device there).
+# Each rank samples its own actions and episodes: the sampling generator's seed moves by RANK_SEED_STRIDE a rank and
+# environment i of a rank is seeded seed + ENV_SEED_STRIDE * rank + i, so two ranks' environments share no seed while
+# a rank has fewer than ENV_SEED_STRIDE environments.
+RANK_SEED_STRIDE, ENV_SEED_STRIDE = 7919, 1000
 UPDATE_TENSORS = ("masks", "actions", "log_probs", "values", "returns", "ref_log_probs")
 
 
@@ -146,7 +150,7 @@ class FlagPPOTrainer(_BaseTrainer):
         self.train_windows = split_windows(dataset, args.dataset_train_split, self.train_assets)
         self.envs = [self._make_env(i) for i in range(args.num_envs)]
         self.rank = self.accelerator.process_index
-        self.sampling_generator = torch.Generator().manual_seed(args.seed + 7919 * self.rank)
+        self.sampling_generator = torch.Generator().manual_seed(args.seed + RANK_SEED_STRIDE * self.rank)
         self.next_done = torch.zeros(args.num_envs)
         self.episode_stats: dict[str, list[float]] = defaultdict(list)
         self._envs_started = False
@@ -187,7 +191,7 @@ class FlagPPOTrainer(_BaseTrainer):
 
     def _start_envs(self) -> None:
         for i, env in enumerate(self.envs):
-            env.reset(seed=self.args.seed + 1000 * self.rank + i)
+            env.reset(seed=self.args.seed + ENV_SEED_STRIDE * self.rank + i)
         self._envs_started = True
 
     # --- optimisation --------------------------------------------------------------------------------------------
@@ -277,7 +281,7 @@ class FlagPPOTrainer(_BaseTrainer):
         return self.state
 
     @property
-    def _fast_frozen(self) -> bool:
+    def _uses_frozen_states(self) -> bool:
         """Whether h1 goes through `FlagPolicy.frozen_states` (to be cached or kept) rather than a plain forward."""
         return self.trunk_cache is not None or self.args.reuse_rollout_hidden_states
 
@@ -301,7 +305,7 @@ class FlagPPOTrainer(_BaseTrainer):
         """V(s) of a list of `TradingState`s (no sampling, no reference), on the CPU."""
         encoded = [self.builder.encode(state) for state in states]
         masks = torch.as_tensor(np.stack([state.action_mask for state in states])).bool()
-        frozen = self._frozen_states(encoded) if self._fast_frozen else None
+        frozen = self._frozen_states(encoded) if self._uses_frozen_states else None
         return self._policy_step(encoded, masks, with_reference=False, frozen=frozen).values.float().cpu()
 
     def _rollout(self) -> dict:
@@ -310,10 +314,10 @@ class FlagPPOTrainer(_BaseTrainer):
         steps, envs = args.num_steps, self.envs
         num_envs = len(envs)
         prompts: list = []
-        masks = torch.zeros(steps, num_envs, 3, dtype=torch.bool)
+        masks = torch.zeros(steps, num_envs, NUM_ACTIONS, dtype=torch.bool)
         actions = torch.zeros(steps, num_envs, dtype=torch.long)
         log_probs, values = torch.zeros(steps, num_envs), torch.zeros(steps, num_envs)
-        ref_log_probs = torch.zeros(steps, num_envs, 3)
+        ref_log_probs = torch.zeros(steps, num_envs, NUM_ACTIONS)
         rewards, dones = torch.zeros(steps, num_envs), torch.zeros(steps, num_envs)
         env_rewards = torch.zeros(steps, num_envs)  # as the environment gave them: no scale, no bootstrap
         frozen_states: list[FrozenStates] = []
@@ -321,7 +325,7 @@ class FlagPPOTrainer(_BaseTrainer):
             states = [env.state() for env in envs]
             encoded = [self.builder.encode(state) for state in states]
             masks[step] = torch.as_tensor(np.stack([s.action_mask for s in states])).bool()
-            frozen = self._frozen_states(encoded) if self._fast_frozen else None
+            frozen = self._frozen_states(encoded) if self._uses_frozen_states else None
             if frozen is not None and args.reuse_rollout_hidden_states:
                 frozen_states.append(frozen)
             out = self._policy_step(encoded, masks[step], with_reference=args.kl_coef > 0, frozen=frozen)
@@ -353,7 +357,7 @@ class FlagPPOTrainer(_BaseTrainer):
         next_states = [env.state() for env in envs]
         next_masks = torch.as_tensor(np.stack([s.action_mask for s in next_states])).bool()
         next_prompts = [self.builder.encode(s) for s in next_states]
-        next_frozen = self._frozen_states(next_prompts) if self._fast_frozen else None
+        next_frozen = self._frozen_states(next_prompts) if self._uses_frozen_states else None
         next_value = self._policy_step(next_prompts, next_masks, False, frozen=next_frozen).values.cpu()
         advantages, returns = compute_gae(
             rewards, values, dones, next_value, self.next_done, args.gamma, args.gae_lambda
@@ -361,11 +365,11 @@ class FlagPPOTrainer(_BaseTrainer):
         flat = [p for step_prompts in prompts for p in step_prompts]
         batch = {
             "prompts": flat,
-            "masks": masks.reshape(-1, 3),
+            "masks": masks.reshape(-1, NUM_ACTIONS),
             "actions": actions.reshape(-1),
             "log_probs": log_probs.reshape(-1),
             "values": values.reshape(-1),
-            "ref_log_probs": ref_log_probs.reshape(-1, 3),
+            "ref_log_probs": ref_log_probs.reshape(-1, NUM_ACTIONS),
             "advantages": advantages.reshape(-1),
             "returns": returns.reshape(-1),
             "rewards": rewards.reshape(-1),
