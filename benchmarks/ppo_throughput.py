@@ -224,6 +224,7 @@ def main() -> None:
     # --- naive: every speed-up off, the reference as a separate model ------------------------------------------------
     backbone = load_backbone(SMOLLM2_ID)
     policy = build_policy(backbone, tokenizer, args.seed)
+    policy.last_token_top_layer = False  # the model owns this setting; the trainer checks it against SPEEDUPS_OFF
     naive = NaiveReferenceTrainer(policy, make_config(args, output_dir, **SPEEDUPS_OFF), dataset, tokenizer)
     naive_seconds, naive_cpu, naive_log = timed_train(naive)
     naive_peak = peak_rss_gib()

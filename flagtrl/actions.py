@@ -10,6 +10,7 @@ import numpy as np
 
 
 ACTIONS: tuple[str, ...] = ("sell", "hold", "buy")
+NUM_ACTIONS = len(ACTIONS)
 ACTION_VALUES: tuple[int, ...] = (-1, 0, 1)
 SELL, HOLD, BUY = 0, 1, 2
 TRADING_MODES = ("paper", "position")
@@ -24,7 +25,7 @@ def action_mask(cash: float, shares: float, mode: str = "paper") -> np.ndarray:
         `np.ndarray`: int8 mask of shape (3,), 1 where the action is valid; `hold` is always valid.
     """
     if mode == "position":
-        return np.ones(3, dtype=np.int8)
+        return np.ones(NUM_ACTIONS, dtype=np.int8)
     return np.array([shares > 0, True, cash > 0], dtype=np.int8)
 
 

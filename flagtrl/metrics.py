@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .sharpe import sharpe_ratio
+
 
 CONVENTIONS = ("paper", "standard")
 
@@ -381,7 +383,7 @@ def standard_metrics(
     - annualized_return = (V_n / V_0)^(D/n) - 1 (CAGR), computed as expm1(ln(V_n / V_0) · D/n): `inf` only when
       the value overflows a float
     - annualized_volatility = std(r, ddof=1) · sqrt(D)
-    - sharpe_ratio = mean(e) / std(e, ddof=1) · sqrt(D)
+    - sharpe_ratio = mean(e) / std(e, ddof=1) · sqrt(D) (`flagtrl.sharpe.sharpe_ratio`)
     - sortino_ratio = mean(e) · D / (sqrt(mean(min(e, 0)²)) · sqrt(D))
     - max_drawdown = largest (peak - V_t) / peak, positive
     - calmar_ratio = annualized_return / max_drawdown
@@ -426,7 +428,7 @@ def standard_metrics(
     annual_excess = float(np.mean(excess)) * trading_days_per_year
     return TradingMetrics(
         cumulative_return=cumulative_return,
-        sharpe_ratio=_sharpe_like(annual_excess, excess_volatility),
+        sharpe_ratio=sharpe_ratio(excess, periods_per_year=trading_days_per_year),
         annualized_volatility=_volatility(returns, trading_days_per_year),
         max_drawdown=drawdown,
         sortino_ratio=_sortino_like(

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .sharpe import sharpe_ratio
+
 
 # A wiped-out account (value <= 0, only reachable by a short position) has no log: its last step is scored as the loss
 # of all but this fraction, ln(1e-6) = -13.8, a floor well below any real day's log return.
@@ -48,7 +50,7 @@ def running_sharpe(pnl: Sequence[float] | np.ndarray, risk_free: float = 0.0, mi
     # A relative threshold: a flat account has pnl exactly 0, but float noise on 1e5-sized values must not blow up.
     if deviation <= 1e-12 * max(1.0, float(np.abs(values).max())):
         return 0.0
-    return float((values.mean() - risk_free) / deviation)
+    return sharpe_ratio(values, risk_free)
 
 
 def sharpe_delta_reward(pnl: Sequence[float] | np.ndarray, risk_free: float = 0.0, min_periods: int = 2) -> float:

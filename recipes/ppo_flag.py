@@ -75,6 +75,8 @@ def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args:
         num_trainable_layers=training_args.num_trainable_layers,
         policy_head_init=training_args.policy_head_init,
         base_model_name_or_path=model_args.model_name_or_path,
+        prompt_config=vars(training_args.prompt_config()),
+        last_token_top_layer=training_args.last_token_top_layer,
     )
 
     # Trainer

@@ -12,6 +12,7 @@ from flagtrl.trainer.ppo_math import (
     clipped_policy_loss,
     clipped_value_loss,
     compute_gae,
+    explained_variance,
     masked_entropy,
     masked_log_softmax,
     normalize_advantages,
@@ -198,3 +199,18 @@ def test_clipped_value_loss_without_movement_equals_plain_loss():
     assert clipped_value_loss(values, values.clone(), returns, 0.2, clip_vloss=False).item() == pytest.approx(
         plain, abs=1e-6
     )
+
+
+# --- explained variance -----------------------------------------------------------------------------------------------
+def test_explained_variance_hand_computed():
+    returns = torch.tensor([1.0, 2.0, 3.0])  # Var(R) = 1 (ddof=1)
+    assert explained_variance(returns.clone(), returns) == pytest.approx(1.0)  # perfect values
+    assert explained_variance(torch.zeros(3), returns) == pytest.approx(0.0)  # a constant explains nothing
+    # R - V = (0, 0, -1): mean -1/3, squared deviations 1/9 + 1/9 + 4/9 over 2 = 1/3, so EV = 1 - 1/3.
+    assert explained_variance(torch.tensor([1.0, 2.0, 4.0]), returns) == pytest.approx(2 / 3)
+    # R - V = (2, -2, 2): variance 16/3 > Var(R), worse than a constant.
+    assert explained_variance(torch.tensor([-1.0, 4.0, 1.0]), returns) == pytest.approx(1 - 16 / 3)
+
+
+def test_explained_variance_is_nan_without_return_variance():
+    assert math.isnan(explained_variance(torch.tensor([0.5, 1.0]), torch.tensor([2.0, 2.0])))

@@ -3,12 +3,15 @@ determinism, checkpoint/resume, the model card, evaluation, two-process DDP, and
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -404,3 +407,46 @@ def test_smollm2_two_ppo_iterations(dataset, tmp_path, all_torch_threads):
             if key in entry:
                 assert math.isfinite(entry[key]), key
     print(f"SmolLM2 2 PPO iterations: {time.time() - start:.1f} s")
+
+
+def test_episode_sharpe_is_the_running_sharpe_of_the_episode_pnl():
+    """`market/episode_sharpe` is SR_T of the episode's pnl (`flagtrl.rewards.running_sharpe`): mean / std (ddof=1),
+    0 for a flat account or a single step."""
+    trainer = SimpleNamespace(episode_stats=defaultdict(list))
+    for pnl in ([1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [5.0]):
+        env = SimpleNamespace(pnl=pnl, account_value=110.0, initial_cash=100.0, past_actions=["buy", "hold", "sell"])
+        FlagPPOTrainer._record_episode(trainer, env, {})
+    assert trainer.episode_stats["market/episode_sharpe"] == [pytest.approx(2.0), 0.0, 0.0]
+    assert trainer.episode_stats["market/episode_return"] == [pytest.approx(0.1)] * 3
+    assert trainer.episode_stats["market/episode_trades"] == [2.0] * 3
+
+
+def test_the_trainer_reads_the_models_settings_and_never_writes_them(tiny_tokenizer, tmp_path):
+    dataset = make_synthetic_dataset(seed=0)
+    args = tiny_config(tmp_path, max_news_items=2)
+    backbone = build_tiny_llama(len(tiny_tokenizer), seed=0)
+    policy = FlagPolicy.from_backbone(
+        backbone, tiny_tokenizer, num_trainable_layers=2, prompt_config=vars(args.prompt_config())
+    )
+    trainer = FlagPPOTrainer(policy, args, dataset, processing_class=tiny_tokenizer)
+    assert trainer.prompt_config == args.prompt_config()
+    assert policy.config_flag.prompt_config == vars(args.prompt_config())
+
+    unset = tiny_policy(tiny_tokenizer)  # built without prompt settings: the config's are used, not written
+    assert FlagPPOTrainer(unset, args, dataset, processing_class=tiny_tokenizer).prompt_config == args.prompt_config()
+    assert unset.config_flag.prompt_config == {}
+
+    with pytest.raises(ValueError, match="max_news_items=2.*max_news_items=5|max_news_items=5.*max_news_items=2"):
+        FlagPPOTrainer(policy, tiny_config(tmp_path, max_news_items=5), dataset, processing_class=tiny_tokenizer)
+    with pytest.raises(ValueError, match="last_token_top_layer=True.*last_token_top_layer=False"):
+        FlagPPOTrainer(
+            policy, tiny_config(tmp_path, last_token_top_layer=False, max_news_items=2), dataset, tiny_tokenizer
+        )
+
+
+def test_a_policy_built_without_prompt_settings_saves_the_trainers(tiny_tokenizer, tmp_path):
+    trainer = make_trainer(tiny_tokenizer, make_synthetic_dataset(seed=0), tmp_path, max_news_items=2)
+    trainer.save_model(str(tmp_path / "adapter"))
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert saved["flagtrl"]["prompt_config"] == vars(trainer.prompt_config)
+    assert trainer.model.config_flag.prompt_config == {}

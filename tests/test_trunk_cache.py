@@ -33,8 +33,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_policy(tokenizer, seed: int = 0) -> FlagPolicy:
-    return FlagPolicy.from_backbone(build_tiny_llama(len(tokenizer), seed=seed), tokenizer, num_trainable_layers=2)
+def make_policy(tokenizer, seed: int = 0, last_token_top_layer: bool = True) -> FlagPolicy:
+    return FlagPolicy.from_backbone(
+        build_tiny_llama(len(tokenizer), seed=seed),
+        tokenizer,
+        num_trainable_layers=2,
+        last_token_top_layer=last_token_top_layer,
+    )
 
 
 def random_tokens(generator: torch.Generator, vocab_size: int, length: int) -> list[int]:
@@ -323,9 +328,10 @@ SPEEDUPS_OFF = dict(use_trunk_cache=False, reuse_rollout_hidden_states=False, la
 def train_tiny(tokenizer, output_dir: Path, **overrides) -> FlagPPOTrainer:
     settings = dict(num_envs=3, total_timesteps=3 * 3 * 4, max_episode_steps=5, minibatch_size=6)
     settings.update(overrides)
+    args = tiny_ppo_config(output_dir, **settings)
     trainer = FlagPPOTrainer(
-        make_policy(tokenizer),
-        tiny_ppo_config(output_dir, **settings),
+        make_policy(tokenizer, last_token_top_layer=args.last_token_top_layer),
+        args,
         make_synthetic_dataset(seed=0),
         processing_class=tokenizer,
     )
@@ -404,3 +410,16 @@ def test_smollm2_cached_and_plain_paths_agree_on_real_prompts():
                 for plain, cached in zip(e_plain, e_cached):
                     assert cached <= BF16_FACTOR * plain + BF16_FLOOR, (e_cached, e_plain)
     assert cache.hits == cache.misses == len(prompts)  # one market prefix per (asset, day)
+
+
+def test_training_logs_the_cache_statistics_and_warns_once_when_it_evicts(tiny_tokenizer, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="flagtrl.trainer.ppo_flag_trainer"):
+        trainer = train_tiny(tiny_tokenizer, tmp_path, trunk_cache_max_mb=1.0)  # ~0.17 MiB a prefix: 5 held
+    cache = trainer.trunk_cache
+    assert cache.evictions > 0 and cache.entries
+    logs = [e for e in trainer.state.log_history if "policy/entropy" in e]
+    assert len(logs) == 3
+    assert all({"trunk_cache/hit_rate", "trunk_cache/entries", "trunk_cache/size_mb"} <= set(e) for e in logs)
+    assert logs[-1]["trunk_cache/evictions"] == float(cache.evictions)  # the counters as of the last iteration
+    warnings = [r for r in caplog.records if "The trunk cache is full" in r.getMessage()]
+    assert len(warnings) == 1

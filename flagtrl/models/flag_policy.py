@@ -108,7 +108,13 @@ class FlagPolicy(nn.Module):
             the last token only (its keys and values still cover the whole prompt); the full layer when `False`.
     """
 
-    def __init__(self, backbone: nn.Module, config: FlagPolicyConfig, with_reference: bool = True):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        config: FlagPolicyConfig,
+        with_reference: bool = True,
+        last_token_top_layer: bool = True,
+    ):
         super().__init__()
         inner = backbone.model
         num_layers = len(inner.layers)
@@ -117,7 +123,7 @@ class FlagPolicy(nn.Module):
         self.config_flag = config
         self.backbone = backbone
         self.num_frozen_layers = num_layers - config.num_trainable_layers
-        self.last_token_top_layer = True
+        self.last_token_top_layer = last_token_top_layer
         hidden = backbone.config.hidden_size
 
         # Heads and trainable layers keep float32 master weights; the frozen trunk stays in the load dtype.
@@ -322,8 +328,14 @@ class FlagPolicy(nn.Module):
         base_model_name_or_path: str | None = None,
         prompt_config: dict | None = None,
         with_reference: bool = True,
+        last_token_top_layer: bool = True,
     ) -> FlagPolicy:
-        """Wrap a loaded causal LM (Llama-like: `model.embed_tokens/layers/norm/rotary_emb`)."""
+        """Wrap a loaded causal LM (Llama-like: `model.embed_tokens/layers/norm/rotary_emb`).
+
+        The policy owns its settings from here on: `prompt_config` (the `PromptConfig` fields it reads its states
+        with, saved with the adapter; empty when not given) and `last_token_top_layer` (see the class docstring). A
+        trainer reads them and checks them against its own config; it never writes them.
+        """
         inner = getattr(backbone, "model", None)
         if inner is None or not all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
             raise ValueError(
@@ -339,7 +351,7 @@ class FlagPolicy(nn.Module):
             policy_head_init=policy_head_init,
             prompt_config=dict(prompt_config or {}),
         )
-        return cls(backbone, config, with_reference=with_reference)
+        return cls(backbone, config, with_reference=with_reference, last_token_top_layer=last_token_top_layer)
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """The adapter's tensors: trainable layers, final norm, both heads and the reference head."""
@@ -389,8 +401,13 @@ class FlagPolicy(nn.Module):
                     "reference policy cannot be rebuilt: load it with with_reference=False (inference) or train anew."
                 )
 
-    def save_pretrained(self, save_directory: str | Path, tokenizer=None) -> None:
-        """Write the adapter (safetensors + `adapter_config.json`, and the tokenizer when given)."""
+    def save_pretrained(self, save_directory: str | Path, tokenizer=None, prompt_config: dict | None = None) -> None:
+        """Write the adapter (safetensors + `adapter_config.json`, and the tokenizer when given).
+
+        Args:
+            prompt_config (`dict`, *optional*): The prompt settings to record for a policy built without any (a
+                trainer passes the ones it trained with); the policy's own otherwise.
+        """
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
         save_file(self.adapter_state_dict(), str(save_directory / ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
@@ -400,7 +417,8 @@ class FlagPolicy(nn.Module):
             "library_name": "flagtrl",
             "peft_type": None,  # not a PEFT method: the top layers are trained in full
             "task_type": "FLAG_ACTOR_CRITIC",
-            "flagtrl": asdict(self.config_flag),
+            "flagtrl": asdict(self.config_flag)
+            | {"prompt_config": dict(self.config_flag.prompt_config or prompt_config or {})},
         }
         (save_directory / ADAPTER_CONFIG_NAME).write_text(json.dumps(adapter_config, indent=2))
         if tokenizer is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -9,6 +10,10 @@ import torch
 from trl.trainer.base_config import _BaseConfig
 
 from ..hardware import cpu_has_fast_bf16
+from ..prompt import PromptConfig
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -172,14 +177,26 @@ class FlagPPOConfig(_BaseConfig):
     save_steps: float = field(default=50, metadata={"help": "Checkpoint every X PPO iterations."})
     report_to: str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard..."})
 
+    def prompt_config(self) -> PromptConfig:
+        """The prompt settings of this config as a `PromptConfig` (pass `vars(...)` to `FlagPolicy.from_backbone`)."""
+        return PromptConfig(
+            price_history_days=self.price_history_days,
+            max_news_items=self.max_news_items,
+            max_prompt_tokens=self.max_prompt_tokens,
+            news_position=self.news_position,
+            decision_history=self.decision_history,
+        )
+
     def __post_init__(self):
         # No accelerator: train on the CPU (where bf16 autocast runs at about 2x float32 on CPUs with native bf16)
         # rather than fail transformers' "bf16 needs a GPU" check.
         if not self.use_cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
+            logger.info("No CUDA or MPS device: training on the CPU (use_cpu=True).")
             self.use_cpu = True
         if self.use_cpu and self.bf16 is None and not self.fp16:
-            # bf16 autocast only where the CPU has native bf16; emulated bf16 is far slower than float32.
+            # bf16 left unset (auto): bf16 autocast only where the CPU has native bf16; emulated bf16 is far slower.
             self.bf16 = cpu_has_fast_bf16()
+            logger.info("bf16 unset on the CPU: bf16=%s (native bf16 instructions: %s).", self.bf16, self.bf16)
         super().__post_init__()
         if self.trading_mode not in ("paper", "position"):
             raise ValueError(f"trading_mode must be paper or position, got {self.trading_mode!r}.")

@@ -31,6 +31,7 @@ from datasets import DatasetDict
 from transformers.trainer_utils import get_last_checkpoint
 from trl.trainer.base_trainer import _BaseTrainer
 
+from ..actions import BUY, NUM_ACTIONS, SELL
 from ..agents.baselines import BuyAndHoldAgent
 from ..backtest import evaluate_agents, split_windows
 from ..data.schema import FULL_SPLIT, list_assets, market_series
@@ -38,12 +39,14 @@ from ..envs.trading_env import TradingEnv
 from ..models.flag_policy import FlagPolicy
 from ..models.trunk_cache import FrozenStates, TrunkCache
 from ..prompt import PromptBuilder, PromptConfig
+from ..rewards import running_sharpe
 from .ppo_flag_config import FlagPPOConfig
 from .ppo_math import (
     categorical_kl,
     clipped_policy_loss,
     clipped_value_loss,
     compute_gae,
+    explained_variance,
     masked_entropy,
     normalize_advantages,
 )
@@ -52,6 +55,41 @@ from .ppo_math import (
 logger = logging.getLogger(__name__)
 
 OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME = "optimizer.pt", "scheduler.pt", "trainer_state.json"
+# The rollout tensors that the update reads per micro-batch (moved to the model's device there).
+# Each rank samples its own actions and episodes: the sampling generator's seed moves by RANK_SEED_STRIDE a rank and
+# environment i of a rank is seeded seed + ENV_SEED_STRIDE * rank + i, so two ranks' environments share no seed while
+# a rank has fewer than ENV_SEED_STRIDE environments.
+RANK_SEED_STRIDE, ENV_SEED_STRIDE = 7919, 1000
+UPDATE_TENSORS = ("masks", "actions", "log_probs", "values", "returns", "ref_log_probs")
+
+
+def model_prompt_config(model: FlagPolicy, args: FlagPPOConfig) -> PromptConfig:
+    """The prompt settings to train with, read from the model and checked against the config (the model owns its
+    settings; the trainer never writes them).
+
+    A model built without prompt settings (`FlagPolicy.from_backbone(..., prompt_config=None)`) takes the config's;
+    `save_model` records them in the saved adapter.
+
+    Raises:
+        `ValueError`: if the model's prompt settings or `last_token_top_layer` differ from the config's.
+    """
+    configured = args.prompt_config()
+    if model.config_flag.prompt_config:
+        own = PromptConfig(**model.config_flag.prompt_config)
+        if own != configured:
+            raise ValueError(
+                f"The policy was built with prompt settings {own}, but the training config asks for {configured}: "
+                "pass the config's to FlagPolicy.from_backbone(prompt_config=...)."
+            )
+    else:
+        logger.info("The policy was built without prompt settings: training with the config's %s.", configured)
+    if model.last_token_top_layer != args.last_token_top_layer:
+        raise ValueError(
+            f"The policy was built with last_token_top_layer={model.last_token_top_layer}, but the training config "
+            f"asks for last_token_top_layer={args.last_token_top_layer}: pass the config's to "
+            "FlagPolicy.from_backbone(last_token_top_layer=...)."
+        )
+    return configured
 
 
 def rollout_state_name(rank: int) -> str:
@@ -104,14 +142,7 @@ class FlagPPOTrainer(_BaseTrainer):
             processing_class=processing_class,
             callbacks=callbacks,
         )
-        self.prompt_config = PromptConfig(
-            price_history_days=args.price_history_days,
-            max_news_items=args.max_news_items,
-            max_prompt_tokens=args.max_prompt_tokens,
-            news_position=args.news_position,
-            decision_history=args.decision_history,
-        )
-        model.config_flag.prompt_config = vars(self.prompt_config).copy()
+        self.prompt_config = model_prompt_config(model, args)
         self.builder = PromptBuilder(processing_class, self.prompt_config)
         self.pad_token_id = processing_class.pad_token_id if processing_class.pad_token_id is not None else 0
         self.train_assets = [a.upper() for a in (args.assets or list_assets(dataset[args.dataset_train_split]))]
@@ -119,11 +150,10 @@ class FlagPPOTrainer(_BaseTrainer):
         self.train_windows = split_windows(dataset, args.dataset_train_split, self.train_assets)
         self.envs = [self._make_env(i) for i in range(args.num_envs)]
         self.rank = self.accelerator.process_index
-        self.sampling_generator = torch.Generator().manual_seed(args.seed + 7919 * self.rank)
+        self.sampling_generator = torch.Generator().manual_seed(args.seed + RANK_SEED_STRIDE * self.rank)
         self.next_done = torch.zeros(args.num_envs)
         self.episode_stats: dict[str, list[float]] = defaultdict(list)
         self._envs_started = False
-        model.last_token_top_layer = args.last_token_top_layer
         # Derived state only: never checkpointed (a resumed run recomputes the same prefixes bit for bit).
         self.trunk_cache = TrunkCache(args.trunk_cache_max_mb) if args.use_trunk_cache else None
         self._warned_evictions = False
@@ -161,7 +191,7 @@ class FlagPPOTrainer(_BaseTrainer):
 
     def _start_envs(self) -> None:
         for i, env in enumerate(self.envs):
-            env.reset(seed=self.args.seed + 1000 * self.rank + i)
+            env.reset(seed=self.args.seed + ENV_SEED_STRIDE * self.rank + i)
         self._envs_started = True
 
     # --- optimisation --------------------------------------------------------------------------------------------
@@ -220,6 +250,9 @@ class FlagPPOTrainer(_BaseTrainer):
             batch = self._rollout()
             rollout_time = time.time() - rollout_start
             stats = self._update(batch)
+            if self.trunk_cache is not None:
+                stats.update(self.trunk_cache.stats())
+                self._warn_on_evictions()
             self.lr_scheduler.step()
             self.state.global_step = iteration
             self.state.epoch = iteration / num_iterations
@@ -248,7 +281,7 @@ class FlagPPOTrainer(_BaseTrainer):
         return self.state
 
     @property
-    def _fast_frozen(self) -> bool:
+    def _uses_frozen_states(self) -> bool:
         """Whether h1 goes through `FlagPolicy.frozen_states` (to be cached or kept) rather than a plain forward."""
         return self.trunk_cache is not None or self.args.reuse_rollout_hidden_states
 
@@ -272,7 +305,7 @@ class FlagPPOTrainer(_BaseTrainer):
         """V(s) of a list of `TradingState`s (no sampling, no reference), on the CPU."""
         encoded = [self.builder.encode(state) for state in states]
         masks = torch.as_tensor(np.stack([state.action_mask for state in states])).bool()
-        frozen = self._frozen_states(encoded) if self._fast_frozen else None
+        frozen = self._frozen_states(encoded) if self._uses_frozen_states else None
         return self._policy_step(encoded, masks, with_reference=False, frozen=frozen).values.float().cpu()
 
     def _rollout(self) -> dict:
@@ -281,10 +314,10 @@ class FlagPPOTrainer(_BaseTrainer):
         steps, envs = args.num_steps, self.envs
         num_envs = len(envs)
         prompts: list = []
-        masks = torch.zeros(steps, num_envs, 3, dtype=torch.bool)
+        masks = torch.zeros(steps, num_envs, NUM_ACTIONS, dtype=torch.bool)
         actions = torch.zeros(steps, num_envs, dtype=torch.long)
         log_probs, values = torch.zeros(steps, num_envs), torch.zeros(steps, num_envs)
-        ref_log_probs = torch.zeros(steps, num_envs, 3)
+        ref_log_probs = torch.zeros(steps, num_envs, NUM_ACTIONS)
         rewards, dones = torch.zeros(steps, num_envs), torch.zeros(steps, num_envs)
         env_rewards = torch.zeros(steps, num_envs)  # as the environment gave them: no scale, no bootstrap
         frozen_states: list[FrozenStates] = []
@@ -292,7 +325,7 @@ class FlagPPOTrainer(_BaseTrainer):
             states = [env.state() for env in envs]
             encoded = [self.builder.encode(state) for state in states]
             masks[step] = torch.as_tensor(np.stack([s.action_mask for s in states])).bool()
-            frozen = self._frozen_states(encoded) if self._fast_frozen else None
+            frozen = self._frozen_states(encoded) if self._uses_frozen_states else None
             if frozen is not None and args.reuse_rollout_hidden_states:
                 frozen_states.append(frozen)
             out = self._policy_step(encoded, masks[step], with_reference=args.kl_coef > 0, frozen=frozen)
@@ -324,7 +357,7 @@ class FlagPPOTrainer(_BaseTrainer):
         next_states = [env.state() for env in envs]
         next_masks = torch.as_tensor(np.stack([s.action_mask for s in next_states])).bool()
         next_prompts = [self.builder.encode(s) for s in next_states]
-        next_frozen = self._frozen_states(next_prompts) if self._fast_frozen else None
+        next_frozen = self._frozen_states(next_prompts) if self._uses_frozen_states else None
         next_value = self._policy_step(next_prompts, next_masks, False, frozen=next_frozen).values.cpu()
         advantages, returns = compute_gae(
             rewards, values, dones, next_value, self.next_done, args.gamma, args.gae_lambda
@@ -332,11 +365,11 @@ class FlagPPOTrainer(_BaseTrainer):
         flat = [p for step_prompts in prompts for p in step_prompts]
         batch = {
             "prompts": flat,
-            "masks": masks.reshape(-1, 3),
+            "masks": masks.reshape(-1, NUM_ACTIONS),
             "actions": actions.reshape(-1),
             "log_probs": log_probs.reshape(-1),
             "values": values.reshape(-1),
-            "ref_log_probs": ref_log_probs.reshape(-1, 3),
+            "ref_log_probs": ref_log_probs.reshape(-1, NUM_ACTIONS),
             "advantages": advantages.reshape(-1),
             "returns": returns.reshape(-1),
             "rewards": rewards.reshape(-1),
@@ -347,11 +380,9 @@ class FlagPPOTrainer(_BaseTrainer):
         return batch
 
     def _record_episode(self, env: TradingEnv, info: dict) -> None:
-        pnl = np.asarray(env.pnl)
         self.episode_stats["market/episode_return"].append(env.account_value / env.initial_cash - 1.0)
-        self.episode_stats["market/episode_sharpe"].append(
-            float(pnl.mean() / pnl.std(ddof=1)) if len(pnl) > 1 and pnl.std(ddof=1) > 0 else 0.0
-        )
+        # SR_T of the whole episode's pnl, per step (0 for a flat account): the final value of the `sharpe_delta` sum.
+        self.episode_stats["market/episode_sharpe"].append(running_sharpe(env.pnl))
         self.episode_stats["market/episode_trades"].append(float(sum(a != "hold" for a in env.past_actions)))
 
     def _pop_episode_stats(self) -> dict[str, float]:
@@ -362,9 +393,11 @@ class FlagPPOTrainer(_BaseTrainer):
         return stats
 
     def _update(self, batch: dict) -> dict[str, float]:
-        """`update_epochs` passes of minibatch PPO updates over one rollout."""
+        """`update_epochs` passes of minibatch PPO updates over one rollout (CleanRL's loop: forward, losses, backward,
+        clip, step). The losses stay on the model's device; statistics go to the CPU only to be logged."""
         args, accelerator = self.args, self.accelerator
         model, policy = self.model_wrapped, self.model
+        device = policy.device
         size = len(batch["prompts"])
         stats: dict[str, list[float]] = defaultdict(list)
         for _ in range(args.update_epochs):
@@ -374,49 +407,33 @@ class FlagPPOTrainer(_BaseTrainer):
                 advantages = batch["advantages"][minibatch]
                 if args.norm_adv:
                     advantages = normalize_advantages(advantages)
+                # Gradient accumulation: micro-batches of one minibatch add up their gradients before one step.
                 micro_batches = minibatch.tensor_split(min(args.gradient_accumulation_steps, len(minibatch)))
                 offsets = np.cumsum([0] + [len(m) for m in micro_batches])
                 for k, micro in enumerate(micro_batches):
+                    inputs = self._micro_batch_inputs(batch, micro)
+                    old = {key: batch[key][micro].to(device) for key in UPDATE_TENSORS}
+                    micro_advantages = advantages[offsets[k] : offsets[k + 1]].to(device)
                     last = k == len(micro_batches) - 1
                     sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
-                    action_mask = batch["masks"][micro].to(policy.device)
-                    if "frozen_states" in batch or self.trunk_cache is not None:
-                        # Only the trainable top layers run: h1 comes from the rollout (or the trunk cache).
-                        if "frozen_states" in batch:
-                            frozen = batch["frozen_states"].select(micro)
-                        else:
-                            frozen = self._frozen_states([batch["prompts"][i] for i in micro.tolist()])
-                        hidden, attention_mask = frozen.padded()
-                        inputs = {"input_ids": None, "attention_mask": attention_mask, "frozen_hidden": hidden}
-                    else:
-                        inputs = policy.collate([batch["prompts"][i] for i in micro.tolist()], self.pad_token_id)
                     with sync, accelerator.autocast():
                         out = model(
                             inputs["input_ids"],
                             inputs["attention_mask"],
-                            action_mask,
-                            frozen_hidden=inputs.get("frozen_hidden"),
+                            old["masks"],
+                            frozen_hidden=inputs["frozen_hidden"],
                         )
-                        new_log_probs = out.log_probs.gather(
-                            1, batch["actions"][micro, None].to(policy.device)
-                        ).squeeze(1)
+                        new_log_probs = out.log_probs.gather(1, old["actions"][:, None]).squeeze(1)
                         pg_loss, approx_kl, old_approx_kl, clip_fraction = clipped_policy_loss(
-                            new_log_probs.cpu(),
-                            batch["log_probs"][micro],
-                            advantages[offsets[k] : offsets[k + 1]],
-                            args.clip_coef,
+                            new_log_probs, old["log_probs"], micro_advantages, args.clip_coef
                         )
                         v_loss = clipped_value_loss(
-                            out.values.cpu(),
-                            batch["values"][micro],
-                            batch["returns"][micro],
-                            args.clip_coef,
-                            args.clip_vloss,
+                            out.values, old["values"], old["returns"], args.clip_coef, args.clip_vloss
                         )
-                        entropy = masked_entropy(out.log_probs).mean().cpu()
+                        entropy = masked_entropy(out.log_probs).mean()
                         loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
                         if args.kl_coef > 0:  # without it the rollout computed no reference log-probs
-                            kl = categorical_kl(out.log_probs.cpu(), batch["ref_log_probs"][micro]).mean()
+                            kl = categorical_kl(out.log_probs, old["ref_log_probs"]).mean()
                             loss = loss + args.kl_coef * kl
                             stats["objective/kl"].append(float(kl.detach()))
                         accelerator.backward(loss * len(micro) / len(minibatch))
@@ -439,22 +456,38 @@ class FlagPPOTrainer(_BaseTrainer):
                 self.optimizer.zero_grad(set_to_none=True)
             if args.target_kl is not None and np.mean(stats["policy/approx_kl"]) > args.target_kl:
                 break
-        values, returns = batch["values"], batch["returns"]
-        variance = returns.var()
-        explained = float("nan") if variance == 0 else float(1 - (returns - values).var() / variance)
         result = {name: float(np.mean(v)) for name, v in stats.items()}
-        if self.trunk_cache is not None:
-            result.update(self.trunk_cache.stats())
-            self._warn_on_evictions()
         result.update(
             {
-                "value/explained_variance": explained,
+                "value/explained_variance": explained_variance(batch["values"], batch["returns"]),
                 "objective/reward_mean": float(batch["env_rewards"].mean()),
-                "policy/action_buy_fraction": float((batch["actions"] == 2).float().mean()),
-                "policy/action_sell_fraction": float((batch["actions"] == 0).float().mean()),
+                "policy/action_buy_fraction": float((batch["actions"] == BUY).float().mean()),
+                "policy/action_sell_fraction": float((batch["actions"] == SELL).float().mean()),
             }
         )
         return result
+
+    def _micro_batch_inputs(self, batch: dict, micro: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """The model inputs of the samples `micro` of a rollout batch, one of three ways: h1 kept from the rollout
+        (`reuse_rollout_hidden_states`), h1 from the trunk cache (`use_trunk_cache`), or the token ids for a full
+        forward. With h1 given, only the trainable top layers run.
+
+        Returns:
+            `dict`: `input_ids` (`None` with h1), `attention_mask` and `frozen_hidden` (`None` without h1).
+        """
+        if "frozen_states" in batch:
+            frozen = batch["frozen_states"].select(micro)
+        elif self.trunk_cache is not None:
+            frozen = self._frozen_states([batch["prompts"][i] for i in micro.tolist()])
+        else:
+            inputs = self.model.collate([batch["prompts"][i] for i in micro.tolist()], self.pad_token_id)
+            return {
+                "input_ids": inputs["input_ids"],
+                "attention_mask": inputs["attention_mask"],
+                "frozen_hidden": None,
+            }
+        hidden, attention_mask = frozen.padded()
+        return {"input_ids": None, "attention_mask": attention_mask, "frozen_hidden": hidden}
 
     def _warn_on_evictions(self) -> None:
         cache = self.trunk_cache
@@ -541,7 +574,9 @@ class FlagPPOTrainer(_BaseTrainer):
         """Save the adapter (trainable layers + heads, safetensors) and the tokenizer."""
         output_dir = output_dir or self.args.output_dir
         if self.accelerator.is_main_process:
-            self.model.save_pretrained(output_dir, tokenizer=self.processing_class)
+            self.model.save_pretrained(
+                output_dir, tokenizer=self.processing_class, prompt_config=vars(self.prompt_config)
+            )
         self.accelerator.wait_for_everyone()
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
@@ -569,7 +604,7 @@ class FlagPPOTrainer(_BaseTrainer):
         folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
         if self.accelerator.is_main_process:
-            self.model.save_pretrained(folder, tokenizer=self.processing_class)
+            self.model.save_pretrained(folder, tokenizer=self.processing_class, prompt_config=vars(self.prompt_config))
             torch.save(self.optimizer.state_dict(), folder / OPTIMIZER_NAME)
             torch.save(self.lr_scheduler.state_dict(), folder / SCHEDULER_NAME)
             self.state.save_to_json(str(folder / TRAINER_STATE_NAME))

@@ -96,3 +96,14 @@ def clipped_value_loss(
         return 0.5 * unclipped.mean()
     clipped = old_values + (values - old_values).clamp(-clip_coef, clip_coef)
     return 0.5 * torch.max(unclipped, (clipped - returns) ** 2).mean()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var(R - V) / Var(R): the share of the returns' variance that the value estimates explain (CleanRL's
+    `explained_var`); 1 is perfect, 0 no better than a constant, negative worse.
+
+    Returns:
+        `float`: the explained variance; `nan` when the returns have no variance (sample variance, ddof=1).
+    """
+    variance = returns.var()
+    return float("nan") if variance == 0 else float(1 - (returns - values).var() / variance)
