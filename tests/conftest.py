@@ -21,9 +21,10 @@ CHATML_TEMPLATE = (
 )
 
 
-def build_tiny_tokenizer():
+def build_tiny_tokenizer(corpus: list[str] | None = None, vocab_size: int = 400):
     """A byte-level BPE tokenizer trained in a second on prompt-like text, with a ChatML template and the action words
-    `buy`, `sell`, `hold` as single tokens (as they are in SmolLM2's tokenizer)."""
+    `buy`, `sell`, `hold` as single tokens (as they are in SmolLM2's tokenizer). `corpus` and `vocab_size` train it on
+    other text (e.g. rendered prompts, for word-sized tokens)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -31,15 +32,19 @@ def build_tiny_tokenizer():
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
+        vocab_size=vocab_size,
         special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    corpus = [
-        "You are a professional trader. Actions: buy sell hold. Market state: recent_prices news filings",
-        'Account state: cash_balance asset_position total_account_value previous_actions {"action": "buy"}',
-        '0123456789 . , : ; { } [ ] " - (Sentiment: positive) (Sentiment: negative) (Sentiment: neutral)',
-    ] * 20
+    corpus = (
+        corpus
+        or [
+            "You are a professional trader. Actions: buy sell hold. Market state: recent_prices news filings",
+            'Account state: cash_balance asset_position total_account_value previous_actions {"action": "buy"}',
+            '0123456789 . , : ; { } [ ] " - (Sentiment: positive) (Sentiment: negative) (Sentiment: neutral)',
+        ]
+        * 20
+    )
     backend.train_from_iterator(corpus, trainer)
     backend.add_tokens(["buy", "sell", "hold"])
     tokenizer = PreTrainedTokenizerFast(
@@ -53,16 +58,16 @@ def build_tiny_tokenizer():
     return tokenizer
 
 
-def build_tiny_llama(vocab_size: int, num_layers: int = 4, seed: int = 0):
-    """A random LlamaForCausalLM small enough for CPU unit tests (hidden 32, 4 layers)."""
+def build_tiny_llama(vocab_size: int, num_layers: int = 4, seed: int = 0, hidden_size: int = 32):
+    """A random LlamaForCausalLM small enough for CPU unit tests (hidden 32, 4 layers; the MLP twice the hidden)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CHATML_TEMPLATE, build_tiny_llama, build_tiny_tokenizer, tiny_ppo_config
+from conftest import build_tiny_llama, build_tiny_tokenizer, tiny_ppo_config
 
 from flagtrl.actions import BUY, SELL
 from flagtrl.backtest import split_windows
@@ -47,9 +47,6 @@ def prompt_tokenizer(series):
     """A byte-level BPE tokenizer trained on rendered prompts of this market, so that a prompt is ~260 tokens of
     words rather than ~620 of characters (the conftest tokenizer's), with the ChatML template and single-token
     action words (as in SmolLM2's tokenizer)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     renderer = PromptBuilder(build_tiny_tokenizer(), PromptConfig(max_prompt_tokens=4096))
     env = TradingEnv(series, episode_length=60, mode="position")
     _, info = env.reset(seed=0)
@@ -57,25 +54,7 @@ def prompt_tokenizer(series):
     for step in range(60):
         texts.append("".join(renderer.render(info["state"])))
         _, _, _, _, info = env.step(step % 3)
-    backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=1500,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    backend.train_from_iterator(texts, trainer)
-    backend.add_tokens(["buy", "sell", "hold"])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        unk_token="<unk>",
-        pad_token="<|endoftext|>",
-    )
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
+    return build_tiny_tokenizer(corpus=texts, vocab_size=1500)
 
 
 def right_action_probabilities(trainer: FlagPPOTrainer, series, window) -> tuple[float, float]:

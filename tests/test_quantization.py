@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import build_tiny_llama
 
 from flagtrl.models import FlagPolicy, load_backbone
 
@@ -16,21 +17,7 @@ def tiny_llama(tiny_tokenizer):
     """conftest's tiny Llama with hidden 64 and intermediate 128: bitsandbytes' CPU 4-bit kernels quantise in blocks of
     64 input features and repack their scales as `(out_features, in_features // 64)` on AVX512 CPUs, so an input width
     below 64 (the default tiny model's 32) fails there (`shape '[32, 0]' is invalid`) while passing on AVX2 CPUs."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        pad_token_id=0,
-    )
-    return LlamaForCausalLM(config)
+    return build_tiny_llama(len(tiny_tokenizer), hidden_size=64)
 
 
 @pytest.fixture
