@@ -234,6 +234,8 @@ def train_and_evaluate(accuracy: float, seed: int, bench: LearningBenchmarkArgum
     }
     trajectory = after[("flag_trader", ASSET)].trajectory
     actions = [row["action"] for row in trajectory if row["action"]]
+    news_actions = [row["action"] for row in before[("news_sentiment", ASSET)].trajectory if row["action"]]
+    untrained_actions = [row["action"] for row in before[("untrained", ASSET)].trajectory if row["action"]]
     return {
         "accuracy": accuracy,
         "seed": seed,
@@ -243,6 +245,9 @@ def train_and_evaluate(accuracy: float, seed: int, bench: LearningBenchmarkArgum
         "env_steps": trainer.state.global_step * run_args.batch_size,
         "env_steps_per_second": trainer.state.global_step * run_args.batch_size / train_seconds,
         "trained_actions": {a: actions.count(a) for a in ("buy", "hold", "sell")},
+        # Does the policy read the news? The share of days on which it does what the news says (0.5: chance).
+        "news_agreement": float(np.mean([a == b for a, b in zip(actions, news_actions)])),
+        "untrained_news_agreement": float(np.mean([a == b for a, b in zip(untrained_actions, news_actions)])),
         "window": [trajectory[0]["date"], trajectory[-1]["date"]],
     }
 
@@ -280,6 +285,11 @@ def summarise(runs: list[dict]) -> tuple[str, list[str]]:
                 f"accuracy {accuracy:.1f} seed {run['seed']}: trained {sharpe['flag_trader']:.2f}, untrained "
                 f"{sharpe['untrained']:.2f}, buy&hold {sharpe['buy_and_hold']:.2f}, random {sharpe['random']:.2f}, "
                 f"news {sharpe['news_sentiment']:.2f} (paper Sharpe) -> {verdict}; actions {run['trained_actions']}"
+                + (
+                    f"; follows the news on {100 * run['news_agreement']:.0f} % of days"
+                    if "news_agreement" in run
+                    else ""
+                )
             )
     return "\n".join(lines), checks
 
