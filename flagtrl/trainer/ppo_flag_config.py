@@ -11,6 +11,7 @@ from trl.trainer.base_config import _BaseConfig
 
 from ..hardware import cpu_has_fast_bf16
 from ..prompt import PromptConfig
+from ..rewards import get_reward_function
 
 
 logger = logging.getLogger(__name__)
@@ -207,8 +208,6 @@ class FlagPPOConfig(_BaseConfig):
                 f"total_timesteps={self.total_timesteps} is less than one rollout "
                 f"(num_envs x num_steps = {self.batch_size})."
             )
-        from ..rewards import get_reward_function
-
         get_reward_function(  # a bad reward name or parameter fails here, not after the first rollout
             self.reward,
             sharpe_min_periods=self.sharpe_min_periods,

@@ -33,6 +33,7 @@ from trl.trainer.base_trainer import _BaseTrainer
 
 from ..actions import BUY, NUM_ACTIONS, SELL
 from ..agents.baselines import BuyAndHoldAgent
+from ..agents.flag_agent import FlagAgent
 from ..backtest import evaluate_agents, split_windows
 from ..data.schema import FULL_SPLIT, list_assets, market_series
 from ..envs.trading_env import TradingEnv
@@ -532,8 +533,6 @@ class FlagPPOTrainer(_BaseTrainer):
         Args:
             max_days (`int`, *optional*): Days of each test window (default `eval_max_days`; all when both unset).
         """
-        from ..agents.flag_agent import FlagAgent
-
         metrics: dict[str, float] = {}
         max_days = self.args.eval_max_days if max_days is None else max_days
         if self.accelerator.is_main_process and self.args.dataset_test_split in self.dataset:
