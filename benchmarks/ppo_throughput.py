@@ -28,6 +28,7 @@ forward 7x slower with 2 threads than with 1 while another job held one of the 2
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import os
 import resource
@@ -43,10 +44,11 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from flagtrl.backtest import split_windows  # noqa: E402
 from flagtrl.data.schema import market_series  # noqa: E402
 from flagtrl.envs.trading_env import TradingEnv  # noqa: E402
+from flagtrl.hardware import cpu_has_native_bf16  # noqa: E402
 from flagtrl.models import FlagPolicy  # noqa: E402
-from flagtrl.models.loading import SMOLLM2_ID, load_backbone, load_tokenizer  # noqa: E402
-from flagtrl.models.trunk_cache import TrunkCache  # noqa: E402
-from flagtrl.prompt import PromptBuilder  # noqa: E402
+from flagtrl.models.loading import SMOLLM2_ID, load_backbone, load_tokenizer, resolve_dtype  # noqa: E402
+from flagtrl.models.trunk_cache import TrunkCache, compute_prefix  # noqa: E402
+from flagtrl.prompt import PromptBuilder, PromptConfig  # noqa: E402
 from flagtrl.trainer.ppo_flag_config import FlagPPOConfig  # noqa: E402
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer  # noqa: E402
 from flagtrl.trainer.ppo_math import categorical_kl, masked_log_softmax  # noqa: E402
@@ -54,6 +56,8 @@ from flagtrl.trainer.ppo_math import categorical_kl, masked_log_softmax  # noqa:
 
 PAPER_TOTAL_TIMESTEPS = 13860
 SPEEDUPS_OFF = dict(use_trunk_cache=False, reuse_rollout_hidden_states=False, last_token_top_layer=False)
+# The fast path may be at most this much less accurate than the naive one (RMS against float32; tests/test_trunk_cache.py).
+PATH_ERROR_FACTOR, PATH_ERROR_FLOOR = 2.0, 1e-5
 LOSS_KEYS = ("objective/loss", "policy/loss", "value/loss", "objective/kl", "policy/entropy")
 
 
@@ -108,6 +112,8 @@ def make_config(args, output_dir: str, **overrides) -> FlagPPOConfig:
         eval_strategy="no",
         logging_steps=1,
     )
+    if not torch.cuda.is_available():  # autocast as the frozen trunk's dtype, as `dtype: auto` and `bf16` pair them
+        settings["bf16"] = args.trunk_dtype == torch.bfloat16
     settings.update(overrides)
     return FlagPPOConfig(**settings)
 
@@ -143,64 +149,115 @@ def sample_prompts(dataset, tokenizer, builder: PromptBuilder, args, count: int)
     return prompts, torch.stack(masks).bool()
 
 
+def frozen_trunk_as(policy: FlagPolicy, dtype: torch.dtype) -> FlagPolicy:
+    """A copy of `policy` whose frozen trunk (embeddings and frozen layers) is in `dtype`, as `load_backbone` would load
+    it; the trainable top layers and heads stay float32, as in `FlagPolicy`."""
+    variant = copy.deepcopy(policy)
+    variant.backbone.model.embed_tokens.to(dtype)
+    variant.frozen_layers.to(dtype)
+    return variant
+
+
 @torch.no_grad()
-def path_differences(policy: FlagPolicy, prompts, masks) -> dict[str, float]:
-    """Largest |naive - fast| of log pi, V and KL(pi || pi_ref) on the same states and weights (cold, then warm)."""
-    naive_last_token = policy.last_token_top_layer
-    policy.last_token_top_layer = False
-    outputs = []
-    for prompt, mask in zip(prompts, masks):
-        batch = policy.collate([prompt])
-        outputs.append(policy(batch["input_ids"], batch["attention_mask"], mask[None], with_reference=True))
-    policy.last_token_top_layer = True
-    cache = TrunkCache()
-    differences = {"log_probs": 0.0, "values": 0.0, "kl": 0.0}
-    for _ in ("cold", "warm"):
-        for start in range(0, len(prompts), 4):
-            rows = prompts[start : start + 4]
-            hidden, attention_mask = policy.frozen_states(rows, cache).padded()
-            fast = policy(None, attention_mask, masks[start : start + 4], with_reference=True, frozen_hidden=hidden)
-            for offset, naive in enumerate(outputs[start : start + 4]):
-                valid = masks[start + offset]
-                fast_lp, naive_lp = fast.log_probs[offset][valid], naive.log_probs[0][valid]
-                differences["log_probs"] = max(differences["log_probs"], float((fast_lp - naive_lp).abs().max()))
-                differences["values"] = max(
-                    differences["values"], float((fast.values[offset] - naive.values[0]).abs())
-                )
-                kl_fast = categorical_kl(fast.log_probs[offset], fast.ref_log_probs[offset])
-                kl_naive = categorical_kl(naive.log_probs[0], naive.ref_log_probs[0])
-                differences["kl"] = max(differences["kl"], float((kl_fast - kl_naive).abs()))
-    policy.last_token_top_layer = naive_last_token
-    return differences
+def path_outputs(policy: FlagPolicy, prompts, masks, fast: bool, dtype: torch.dtype, cache: TrunkCache | None = None):
+    """log pi, V and pi_ref of `prompts` (4 per batch, as a rollout of 4 environments would), under the autocast the
+    trainer uses for `dtype`. naive: a full forward, full top layers; fast: the trunk cache (cold, then warm: the
+    second pass's numbers are returned) and the last-token top layer."""
+    device = policy.device
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    before = policy.last_token_top_layer
+    policy.last_token_top_layer = fast
+    log_probs, values, ref_log_probs = [], [], []
+    try:
+        with autocast:
+            for start in range(0, len(prompts), 4):
+                rows, row_masks = prompts[start : start + 4], masks[start : start + 4].to(device)
+                if fast:
+                    for _ in ("cold", "warm"):
+                        hidden, attention_mask = policy.frozen_states(rows, cache).padded()
+                        out = policy(None, attention_mask, row_masks, with_reference=True, frozen_hidden=hidden)
+                else:
+                    batch = policy.collate(rows)
+                    out = policy(batch["input_ids"], batch["attention_mask"], row_masks, with_reference=True)
+                log_probs.append(out.log_probs.float().cpu())
+                values.append(out.values.float().cpu())
+                ref_log_probs.append(out.ref_log_probs.float().cpu())
+    finally:
+        policy.last_token_top_layer = before
+    return torch.cat(log_probs), torch.cat(values), torch.cat(ref_log_probs)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--assets", default="MSFT", help="Comma-separated assets (environment i trades asset i %% n).")
-    parser.add_argument("--steps", type=int, default=40, help="Environment steps of each run (one PPO iteration).")
-    parser.add_argument("--num_envs", type=int, default=1, help="Environments stepped together (paper: 1).")
-    parser.add_argument("--dataset", default=None, help="A prepared market dataset; default: skfolio prices.")
-    parser.add_argument("--max_prompt_tokens", type=int, default=512, help="Prompt budget (the recipes' 512).")
-    parser.add_argument("--check_states", type=int, default=4, help="States per asset of the log-prob comparison.")
-    parser.add_argument(
-        "--threads", type=int, default=0, help="torch threads; 0: one per core left idle by other jobs (load average)."
-    )
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
-    args.assets = [a.strip().upper() for a in args.assets.split(",")]
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(args.threads or max(1, min(cores, cores - round(os.getloadavg()[0]))))
+def errors_against(outputs, reference, masks) -> dict[str, float]:
+    """RMS and max of |log pi - log pi_32| over the valid actions, of |V - V_32| and of |KL - KL_32| over the states."""
+    (log_probs, values, ref_log_probs), (log_probs_32, values_32, ref_log_probs_32) = outputs, reference
+    d_log_probs = (log_probs - log_probs_32)[masks]
+    d_values = values - values_32
+    d_kl = categorical_kl(log_probs, ref_log_probs) - categorical_kl(log_probs_32, ref_log_probs_32)
+    return {
+        "log_pi_rms": float(d_log_probs.pow(2).mean().sqrt()),
+        "log_pi_max": float(d_log_probs.abs().max()),
+        "v_rms": float(d_values.pow(2).mean().sqrt()),
+        "v_max": float(d_values.abs().max()),
+        "kl_max": float(d_kl.abs().max()),
+    }
 
+
+def float32_referenced_errors(policy: FlagPolicy, prompts, masks, dtypes: list[torch.dtype]) -> dict:
+    """Each path (naive, fast) in each dtype against float32 arithmetic on the same weights and states.
+
+    The frozen trunk is rounded to the dtype first and the float32 reference is built from those rounded weights, so
+    what is measured is the arithmetic's rounding (and any error of a path), not the rounding of the weights."""
+    masks = masks.bool()
+    results = {}
+    for dtype in dtypes:
+        variant = frozen_trunk_as(policy, dtype)
+        reference = path_outputs(copy.deepcopy(variant).float(), prompts, masks, False, torch.float32)
+        results[dtype] = {
+            "naive": errors_against(path_outputs(variant, prompts, masks, False, dtype), reference, masks),
+            "fast": errors_against(path_outputs(variant, prompts, masks, True, dtype, TrunkCache()), reference, masks),
+        }
+        del variant
+        gc.collect()
+    return results
+
+
+def print_equivalence(results: dict, count: int) -> None:
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} "
-        f"(other jobs on this machine slow every run)"
+        f"\nExactness: each path against float32 arithmetic on the same weights, {count} states "
+        f"(fast = trunk cache, cold then warm, + last-token top layer; naive = full forward)"
     )
-    dataset = prepare_dataset(args.dataset, args.assets)
-    tokenizer = load_tokenizer(SMOLLM2_ID)
-    output_dir = tempfile.mkdtemp(prefix="flagtrl-bench-out-")
+    print(
+        f"{'dtype':<10}{'path':<7}{'RMS |d log pi|':>16}{'max |d log pi|':>16}{'RMS |dV|':>11}{'max |dV|':>11}"
+        f"{'max |d KL|':>12}{'fast/naive (RMS log pi, V)':>30}"
+    )
+    for dtype, paths in results.items():
+        for name in ("naive", "fast"):
+            e = paths[name]
+            ratio = ""
+            if name == "fast":
+                naive = paths["naive"]
+                r_lp = e["log_pi_rms"] / max(naive["log_pi_rms"], 1e-12)
+                r_v = e["v_rms"] / max(naive["v_rms"], 1e-12)
+                verdict = (
+                    "ok"
+                    if all(e[k] <= PATH_ERROR_FACTOR * naive[k] + PATH_ERROR_FLOOR for k in ("log_pi_rms", "v_rms"))
+                    else "FAST PATH WORSE"
+                )
+                ratio = f"{r_lp:.2f}, {r_v:.2f} ({verdict})"
+            print(
+                f"{str(dtype).replace('torch.', ''):<10}{name:<7}{e['log_pi_rms']:>16.2e}{e['log_pi_max']:>16.2e}"
+                f"{e['v_rms']:>11.2e}{e['v_max']:>11.2e}{e['kl_max']:>12.2e}{ratio:>30}"
+            )
+    print(
+        f"(the fast path passes when its RMS error is at most {PATH_ERROR_FACTOR:g}x the naive path's + "
+        f"{PATH_ERROR_FLOOR:g}, the factor of tests/test_trunk_cache.py; float32 rows show both at rounding level)"
+    )
 
+
+def throughput_section(args, dataset, tokenizer, output_dir: str) -> FlagPolicy:
+    """The naive loop against every speed-up on (cold, then warm trunk cache); returns the fast run's trained policy."""
     # --- fast: every speed-up on; cold cache, then the same run on a warm cache ------------------------------------
-    backbone = load_backbone(SMOLLM2_ID)
+    backbone = load_backbone(SMOLLM2_ID, dtype=args.dtype)
     print(f"model: {SMOLLM2_ID}, {backbone.dtype}, {backbone.config.num_hidden_layers} layers (2 trainable)")
     policy = build_policy(backbone, tokenizer, args.seed)
     initial_adapter = {k: v.clone() for k, v in policy.adapter_state_dict().items()}  # a copy, not views
@@ -215,14 +272,13 @@ def main() -> None:
     warm_seconds, warm_cpu, warm_log = timed_train(warm)
     warm_hit_rate = (cache.hits - hits_before) / max(1, cache.hits - hits_before + cache.misses - cold_misses)
     fast_peak = peak_rss_gib()
-    prompts, masks = sample_prompts(dataset, tokenizer, cold.builder, args, args.check_states)
-    differences = path_differences(policy, prompts, masks)  # on the trained weights
     batch_size = cold.args.batch_size
-    del cold, warm, policy, backbone, cache
+    del cold, warm, backbone, cache
     gc.collect()
 
+    trained = policy
     # --- naive: every speed-up off, the reference as a separate model ------------------------------------------------
-    backbone = load_backbone(SMOLLM2_ID)
+    backbone = load_backbone(SMOLLM2_ID, dtype=args.dtype)
     policy = build_policy(backbone, tokenizer, args.seed)
     policy.last_token_top_layer = False  # the model owns this setting; the trainer checks it against SPEEDUPS_OFF
     naive = NaiveReferenceTrainer(policy, make_config(args, output_dir, **SPEEDUPS_OFF), dataset, tokenizer)
@@ -263,11 +319,6 @@ def main() -> None:
     print(
         f"peak RSS: {fast_peak:.2f} GiB after the fast runs, {naive_peak:.2f} GiB after the naive run (process-wide)"
     )
-    print(
-        f"equivalence on {len(prompts)} states (trained weights, naive vs fast, cold and warm cache): "
-        f"max |d log pi| {differences['log_probs']:.2e}, max |d V| {differences['values']:.2e}, "
-        f"max |d KL| {differences['kl']:.2e}"
-    )
     loss_diffs = {k: max(abs(naive_log[k] - cold_log[k]), abs(naive_log[k] - warm_log[k])) for k in LOSS_KEYS}
     same_actions = (
         naive_log["objective/reward_mean"] == cold_log["objective/reward_mean"] == warm_log["objective/reward_mean"]
@@ -292,6 +343,264 @@ def main() -> None:
         "(with 1 thread the CPU cost is the wall-clock time on one idle core; "
         f"the trunk cache of the whole run holds {days} prefixes, {days * prefix_mb:.0f} MiB)"
     )
+
+    return trained
+
+
+def machine_description() -> str:
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name()}"
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    kind = (
+        "AMX"
+        if "amx_bf16" in flags
+        else "AVX512-BF16"
+        if "avx512_bf16" in flags
+        else "AVX2"
+        if "avx2" in flags
+        else "?"
+    )
+    return f"CPU {kind}, {os.cpu_count()} cores"
+
+
+def exactness_dtypes() -> list[torch.dtype]:
+    """The dtypes the project runs here: float32; bf16 where the hardware has it; fp16 on a GPU."""
+    if torch.cuda.is_available():
+        return [torch.float32, torch.bfloat16, torch.float16]
+    return [torch.float32] + ([torch.bfloat16] if cpu_has_native_bf16() else [])
+
+
+def fill_trunk_cache(
+    policy: FlagPolicy, cache: TrunkCache, dataset, builder: PromptBuilder, assets: list[str], mode: str
+) -> None:
+    """Compute the market prefix of every (asset, date) of the training windows once: the steady state of a run."""
+    cache.bind(policy)
+    for asset in assets:
+        first, last = market_series(dataset, asset).window(*split_windows(dataset, "train", [asset])[asset])
+        env = TradingEnv(
+            market_series(dataset, asset),
+            window=split_windows(dataset, "train", [asset])[asset],
+            episode_length=last - first,
+            mode=mode,
+        )
+        env.reset(seed=0)
+        for _ in range(last - first + 1):
+            prompt = builder.encode(env.state())
+            key = (tuple(prompt.market_key), tuple(prompt.market_ids))
+            if key not in cache.entries:
+                cache.put(key, compute_prefix(policy, prompt.market_ids))
+            if env.step(1)[2]:  # hold until the window's end
+                break
+
+
+def num_envs_section(policy: FlagPolicy, args, dataset, tokenizer, output_dir: str) -> None:
+    """env steps/s of one PPO iteration (rollout + update) against num_envs, on a warm trunk cache.
+
+    Each run is `num_envs x table_steps` environment steps from the same starting weights; episodes of
+    `table_episode_steps` start on random dates and environment i trades asset i mod len(assets), so the rows of a
+    batched step sit on different market prefixes. On a CPU each count runs with the suffixes row by row and batched."""
+    counts = [int(n) for n in args.num_envs_table.split(",")]
+    initial = {k: v.clone() for k, v in policy.adapter_state_dict().items()}
+    cache = TrunkCache(batch_suffixes=False)
+    start = time.process_time()
+    config = make_config(args, output_dir, max_episode_steps=args.table_episode_steps)
+    builder = PromptBuilder(tokenizer, config.prompt_config())
+    fill_trunk_cache(policy, cache, dataset, builder, args.assets, config.trading_mode)
+    print(
+        f"\nnum_envs table: trunk cache filled with {len(cache)} prefixes in {time.process_time() - start:.0f} CPU s; "
+        f"each run = num_envs x {args.table_steps} steps, episodes of {args.table_episode_steps} steps, "
+        f"assets {','.join(args.assets)}, {torch.get_num_threads()} thread(s)"
+    )
+    modes = [False, True] if policy.device.type == "cpu" else [True]
+    print(
+        f"{'num_envs':>8}{'suffixes':>10}{'env steps/s':>13}{'CPU s/step':>12}{'rollout s/step':>16}{'vs 1 env':>10}"
+    )
+    base = {}
+    for count in counts:
+        for batched in modes:
+            cache.batch_suffixes = batched
+            policy.load_adapter_state_dict(initial)
+            config = make_config(
+                args,
+                output_dir,
+                num_envs=count,
+                num_steps=args.table_steps,
+                total_timesteps=count * args.table_steps,
+                max_episode_steps=args.table_episode_steps,
+            )
+            trainer = FlagPPOTrainer(policy, config, dataset, processing_class=tokenizer)
+            trainer.trunk_cache = cache
+            misses = cache.misses
+            seconds, cpu_seconds, log = timed_train(trainer)
+            steps = count * args.table_steps
+            rate = steps / seconds
+            base.setdefault(batched, rate)
+            extra = f"  ({cache.misses - misses} misses)" if cache.misses > misses else ""
+            print(
+                f"{count:>8}{'batched' if batched else 'rows':>10}{rate:>13.3f}{cpu_seconds / steps:>12.3f}"
+                f"{log['time/rollout_seconds'] / steps:>16.3f}{rate / base[batched]:>9.2f}x{extra}"
+            )
+            del trainer
+    policy.load_adapter_state_dict(initial)
+
+
+def timed_min(functions: dict, repeats: int) -> dict[str, float]:
+    """CPU seconds of each function, the minimum over `repeats` rounds that call them in turn (interleaved, so that
+    a change of the machine's load hits every variant alike)."""
+    best = dict.fromkeys(functions, float("inf"))
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, function in functions.items():
+            start = time.process_time()
+            function()
+            best[name] = min(best[name], time.process_time() - start)
+    return best
+
+
+def quantize_frozen_trunk(policy: FlagPolicy) -> FlagPolicy:
+    """int8 dynamic quantisation (weights per output channel, activations per tensor at run time) of the frozen
+    layers' linear maps of a float32 policy, in place; an opt-in lever of this benchmark: it changes the numbers."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    for layer in policy.frozen_layers:
+        quantize_dynamic(layer, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
+    return policy
+
+
+def levers_section(policy: FlagPolicy, args, dataset, tokenizer, output_dir: str) -> None:
+    """What a warm step costs, part by part, and what each lever saves (CPU s per sample, interleaved), with each
+    lever's drift against the float32 computation on the same weights."""
+    config = make_config(args, output_dir)
+    count = args.lever_states
+    states_args = argparse.Namespace(**{**vars(args), "assets": args.assets[:1]})
+    builders = {
+        history: PromptBuilder(
+            tokenizer, PromptConfig(**{**vars(config.prompt_config()), "decision_history": history})
+        )
+        for history in (10, 5, 2)
+    }
+    prompts = {h: sample_prompts(dataset, tokenizer, b, states_args, count)[0] for h, b in builders.items()}
+    masks = sample_prompts(dataset, tokenizer, builders[10], states_args, count)[1]
+    default = prompts[config.decision_history]
+    float32 = frozen_trunk_as(policy, torch.float32)
+    variants = {"float32 trunk": float32}
+    if cpu_has_native_bf16() or torch.cuda.is_available():
+        variants["bf16 trunk"] = frozen_trunk_as(policy, torch.bfloat16)
+    if policy.device.type == "cpu":
+        variants["int8 dynamic trunk"] = quantize_frozen_trunk(frozen_trunk_as(policy, torch.float32))
+    caches = {name: TrunkCache(batch_suffixes=False) for name in variants}
+    eager = copy.deepcopy(float32)
+    eager.backbone.config._attn_implementation = "eager"
+    caches["float32 trunk, eager attention"], variants["float32 trunk, eager attention"] = TrunkCache(False), eager
+    for name, variant in variants.items():
+        variant.frozen_states(default, caches[name])  # the prefixes: a warm cache
+    for history in (5, 2):
+        float32.frozen_states(prompts[history], caches["float32 trunk"])
+
+    def frozen(variant, name, rows):
+        return lambda: variant.frozen_states(rows, caches[name])
+
+    suffix = {name: frozen(v, name, default) for name, v in variants.items()}
+    for history in (5, 2):
+        suffix[f"float32 trunk, decision_history {history}"] = frozen(float32, "float32 trunk", prompts[history])
+    with torch.no_grad():
+        suffix_seconds = timed_min(suffix, args.lever_repeats)
+    tokens = {h: sum(len(p.account_ids) for p in rows) / len(rows) for h, rows in prompts.items()}
+    print(
+        f"\nLevers ({count} states of {args.assets[0]}, CPU ms per sample, minimum of {args.lever_repeats} interleaved "
+        f"rounds, {torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.1f}); drift = max |d log pi| "
+        "against the float32 trunk on the same weights"
+    )
+    print(f"frozen layers on the account suffix ({tokens[10]:.0f} tokens; market prefix cached):")
+    reference = path_outputs(float32, default, masks, True, torch.float32, caches["float32 trunk"])
+    for name, seconds in suffix_seconds.items():
+        drift = ""
+        if name in variants and name != "float32 trunk":
+            dtype = torch.bfloat16 if "bf16" in name else torch.float32
+            out = path_outputs(variants[name], default, masks, True, dtype, caches[name])
+            drift = f"drift {errors_against(out, reference, masks.bool())['log_pi_max']:.2e}"
+        if "decision_history" in name:
+            drift = f"{tokens[int(name.split()[-1])]:.0f} suffix tokens (another prompt: a training choice)"
+        print(f"  {name:<40}{seconds / count * 1e3:>9.1f} ms  {drift}")
+
+    # The top layers: the rollout's policy + reference forward, and the update's forward + backward, per sample.
+    hidden, attention_mask = float32.frozen_states(default, caches["float32 trunk"]).padded()
+    top = {}
+    for autocast in (False, True) if policy.device.type == "cpu" else (True,):
+        context = torch.autocast(policy.device.type, dtype=torch.bfloat16, enabled=autocast)
+        label = "bf16 autocast" if autocast else "float32"
+
+        def rollout(context=context):
+            with torch.no_grad(), context:
+                float32(None, attention_mask, masks, with_reference=True, frozen_hidden=hidden)
+
+        def update(context=context):
+            with context:
+                out = float32(None, attention_mask, masks, frozen_hidden=hidden)
+                (out.log_probs.sum() + out.values.sum()).backward()
+            float32.zero_grad(set_to_none=True)
+
+        top[f"rollout: top layers + reference, {label}"] = rollout
+        top[f"update: top layers forward + backward, {label}"] = update
+    top_seconds = timed_min(top, args.lever_repeats)
+    print("trainable top layers (prompt of prefix + suffix, last-token top layer):")
+    for name, seconds in top_seconds.items():
+        print(f"  {name:<55}{seconds / count * 1e3:>9.1f} ms")
+    encode = timed_min({"encode": lambda: sample_prompts(dataset, tokenizer, builders[10], states_args, count)}, 1)
+    print(f"prompt building and environment steps: {encode['encode'] / count * 1e3:.1f} ms per sample")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assets", default="MSFT", help="Comma-separated assets (environment i trades asset i %% n).")
+    parser.add_argument("--steps", type=int, default=40, help="Environment steps of each run (one PPO iteration).")
+    parser.add_argument("--num_envs", type=int, default=1, help="Environments stepped together (paper: 1).")
+    parser.add_argument("--dataset", default=None, help="A prepared market dataset; default: skfolio prices.")
+    parser.add_argument("--dtype", default="auto", help="Frozen trunk dtype (auto: float32 unless the CPU has AMX).")
+    parser.add_argument("--max_prompt_tokens", type=int, default=512, help="Prompt budget (the recipes' 512).")
+    parser.add_argument("--check_states", type=int, default=8, help="States per asset of the exactness comparison.")
+    parser.add_argument(
+        "--sections",
+        default="throughput,exactness,num_envs,levers",
+        help="Comma-separated: throughput (naive vs fast), exactness (float32-referenced errors per dtype), num_envs "
+        "(env steps/s against num_envs), levers (per-sample costs of a warm step and of each lever).",
+    )
+    parser.add_argument("--num_envs_table", default="1,2,4,8,16", help="num_envs values of the num_envs table.")
+    parser.add_argument("--table_steps", type=int, default=8, help="num_steps of each num_envs run (batch n x it).")
+    parser.add_argument(
+        "--table_episode_steps", type=int, default=20, help="max_episode_steps of the num_envs runs (varied starts)."
+    )
+    parser.add_argument("--lever_states", type=int, default=8, help="States of the lever measurements.")
+    parser.add_argument("--lever_repeats", type=int, default=3, help="Interleaved repetitions (the minimum is kept).")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads; 0: one per core left idle by other jobs (load average)."
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    args.assets = [a.strip().upper() for a in args.assets.split(",")]
+    sections = {s.strip() for s in args.sections.split(",")}
+    args.trunk_dtype = resolve_dtype(args.dtype)
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(args.threads or max(1, min(cores, cores - round(os.getloadavg()[0]))))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} "
+        f"(other jobs on this machine slow every run), {machine_description()}"
+    )
+    dataset = prepare_dataset(args.dataset, args.assets)
+    tokenizer = load_tokenizer(SMOLLM2_ID)
+    output_dir = tempfile.mkdtemp(prefix="flagtrl-bench-out-")
+    policy = None
+    if "throughput" in sections:
+        policy = throughput_section(args, dataset, tokenizer, output_dir)
+    if policy is None and sections & {"exactness", "num_envs", "levers"}:
+        policy = build_policy(load_backbone(SMOLLM2_ID, dtype=args.dtype), tokenizer, args.seed)
+    if "exactness" in sections:
+        builder = PromptBuilder(tokenizer, make_config(args, output_dir).prompt_config())
+        prompts, masks = sample_prompts(dataset, tokenizer, builder, args, args.check_states)
+        print_equivalence(float32_referenced_errors(policy, prompts, masks, exactness_dtypes()), len(prompts))
+    if "num_envs" in sections:
+        num_envs_section(policy, args, dataset, tokenizer, output_dir)
+    if "levers" in sections:
+        levers_section(policy, args, dataset, tokenizer, output_dir)
 
 
 if __name__ == "__main__":

@@ -16,3 +16,12 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions at all (AVX512-BF16 or AMX): bf16 then runs, at a speed to measure."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
