@@ -189,15 +189,15 @@ class FlagPPOConfig(_BaseConfig):
         )
 
     def __post_init__(self):
-        # No accelerator: train on the CPU (where bf16 autocast runs at about 2x float32 on CPUs with native bf16)
+        # No accelerator: train on the CPU (bf16 autocast: about 2x float32 with AMX, slower without)
         # rather than fail transformers' "bf16 needs a GPU" check.
         if not self.use_cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
             logger.info("No CUDA or MPS device: training on the CPU (use_cpu=True).")
             self.use_cpu = True
         if self.use_cpu and self.bf16 is None and not self.fp16:
-            # bf16 left unset (auto): bf16 autocast only where the CPU has native bf16; emulated bf16 is far slower.
+            # bf16 left unset (auto): bf16 autocast only where it beats float32 (AMX; `flagtrl.hardware`).
             self.bf16 = cpu_has_fast_bf16()
-            logger.info("bf16 unset on the CPU: bf16=%s (native bf16 instructions: %s).", self.bf16, self.bf16)
+            logger.info("bf16 unset on the CPU: bf16=%s (AMX bf16 instructions: %s).", self.bf16, self.bf16)
         super().__post_init__()
         if self.trading_mode not in ("paper", "position"):
             raise ValueError(f"trading_mode must be paper or position, got {self.trading_mode!r}.")
