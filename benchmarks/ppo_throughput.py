@@ -36,6 +36,7 @@ import tempfile
 import time
 
 import torch
+from transformers import PrinterCallback
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -125,6 +126,7 @@ def build_policy(backbone, tokenizer, seed: int) -> FlagPolicy:
 
 def timed_train(trainer: FlagPPOTrainer) -> tuple[float, float, dict]:
     """Wall-clock and CPU seconds of `trainer.train()`, and its last PPO log."""
+    trainer.remove_callback(PrinterCallback)  # the tables below are the output
     start, start_cpu = time.perf_counter(), time.process_time()
     trainer.train()
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
@@ -439,12 +441,13 @@ def num_envs_section(policy: FlagPolicy, args, dataset, tokenizer, output_dir: s
             misses = cache.misses
             seconds, cpu_seconds, log = timed_train(trainer)
             steps = count * args.table_steps
-            rate = steps / seconds
-            base.setdefault(batched, rate)
+            rate, cpu_rate = steps / seconds, steps / cpu_seconds
+            base.setdefault(batched, (rate, cpu_rate))
             extra = f"  ({cache.misses - misses} misses)" if cache.misses > misses else ""
             print(
                 f"{count:>8}{'batched' if batched else 'rows':>10}{rate:>13.3f}{cpu_seconds / steps:>12.3f}"
-                f"{log['time/rollout_seconds'] / steps:>16.3f}{rate / base[batched]:>9.2f}x{extra}"
+                f"{log['time/rollout_seconds'] / steps:>16.3f}{rate / base[batched][0]:>16.2f}x"
+                f"{cpu_rate / base[batched][1]:>15.2f}x{extra}"
             )
             del trainer
     policy.load_adapter_state_dict(initial)
