@@ -421,7 +421,8 @@ def num_envs_section(policy: FlagPolicy, args, dataset, tokenizer, output_dir: s
     )
     modes = [False, True] if policy.device.type == "cpu" else [True]
     print(
-        f"{'num_envs':>8}{'suffixes':>10}{'env steps/s':>13}{'CPU s/step':>12}{'rollout s/step':>16}{'vs 1 env':>10}"
+        f"{'num_envs':>8}{'suffixes':>10}{'env steps/s':>13}{'CPU s/step':>12}{'rollout s/step':>16}"
+        f"{'vs 1 env (wall)':>17}{'vs 1 env (CPU)':>16}"
     )
     base = {}
     for count in counts:
