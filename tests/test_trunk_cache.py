@@ -368,7 +368,7 @@ def test_smollm2_cached_and_plain_paths_agree_on_real_prompts():
     and 0.134 cached, but h1's relative error is the same (mean 0.0115, max 0.032, both paths), the cached path is
     worse on one prompt and better on the other three, and with eager attention both paths are bit-identical. On these
     16 prompts, RMS |d log pi| (max): plain 0.0465 (0.102), the plain forward row by row 0.0461 (0.109), cached with
-    suffixes row by row (the CPU default) 0.0468 (0.134), batched 0.0426 (0.091); the plain forward alone differs by
+    suffixes row by row (then the CPU default) 0.0468 (0.134), batched 0.0426 (0.091); the plain forward alone differs by
     up to 0.057 between a padded batch and row by row. So shared bf16 rounding (SDPA rounds other matrix and mask
     shapes differently), not an error of the cache: each path is compared with float32, pooled over the prompts (see
     `BF16_FACTOR`), and the old test's 1e-4 between two bf16 paths (0.087 apart here) could not hold."""
