@@ -3,6 +3,7 @@
     HF_HUB_OFFLINE=1 python benchmarks/ppo_throughput.py                       # MSFT from skfolio, 40 steps, 1 env
     HF_HUB_OFFLINE=1 python benchmarks/ppo_throughput.py --assets MSFT,JNJ --steps 32 --num_envs 2
     HF_HUB_OFFLINE=1 python benchmarks/ppo_throughput.py --dataset data/investorbench --assets MSFT   # with news
+    HF_HUB_OFFLINE=1 python benchmarks/ppo_throughput.py --sections exactness,levers      # no training runs
 
 One process, the real SmolLM2-135M-Instruct (offline copy, `dtype auto`: float32 on CPUs without native bf16) and
 the paper's settings (Table 3: 2 trainable layers, minibatch 32, 8 accumulation steps, KL to the reference, 512-token
@@ -16,13 +17,22 @@ prompts), the same seed; one PPO iteration of `--steps` environment steps per ru
   the steady state of a real run, where episodes revisit the same (asset, date) prefixes: the paper's 13,860 steps on
   one asset's ~64-day window compute each prefix once, then hit the cache on >99% of the steps.
 
-It prints environment steps per second of each run and their ratios, the peak RSS, the trunk cache's size, the largest
-difference of log-probabilities, values and KL between the naive and the fast computation on the same states, and of
-the logged losses between the runs; then an estimate of the paper's full budget from the measured per-step costs.
-Timings on a machine shared with other jobs vary from run to run: the ratios, measured minutes apart in one process,
-are the figures to read. By default the benchmark uses only the cores that other jobs leave idle: with every core
-busy, each of the thousands of parallel regions of a forward waits for a descheduled thread (we measured the same
-forward 7x slower with 2 threads than with 1 while another job held one of the 2 cores).
+Sections (`--sections`, all by default):
+
+- throughput: environment steps per second of each run and their ratios, the peak RSS, the trunk cache's size, the
+  largest difference of the logged losses between the runs, and an estimate of the paper's full budget;
+- exactness: the naive and the fast path, each against float32 arithmetic on the same (dtype-rounded) weights and
+  states, in every dtype the project runs here (float32; bf16 where the CPU has bf16 instructions; bf16 and fp16 on a
+  GPU): RMS and largest |d log pi|, |d V|, |d KL|, and whether the fast path stays within 2x the naive path's error;
+- num_envs: env steps/s of one PPO iteration against `num_envs` on a warm trunk cache, suffixes batched or row by row;
+- levers: per-sample CPU cost of a warm step's parts (frozen suffix, top layers, update, prompt building) and of each
+  lever (trunk dtype, int8 dynamic quantisation, eager attention, a shorter account suffix), with its drift.
+
+Timings on a machine shared with other jobs vary from run to run: the ratios, measured minutes apart in one process
+(the levers interleaved), and CPU seconds are the figures to read. By default the benchmark uses only the cores that
+other jobs leave idle: with every core busy, each of the thousands of parallel regions of a forward waits for a
+descheduled thread (we measured the same forward 7x slower with 2 threads than with 1 while another job held one of
+the 2 cores).
 """
 
 from __future__ import annotations
@@ -234,7 +244,7 @@ def print_equivalence(results: dict, count: int) -> None:
     )
     print(
         f"{'dtype':<10}{'path':<7}{'RMS |d log pi|':>16}{'max |d log pi|':>16}{'RMS |dV|':>11}{'max |dV|':>11}"
-        f"{'max |d KL|':>12}{'fast/naive (RMS log pi, V)':>30}"
+        f"{'max |d KL|':>12}  fast/naive (RMS log pi, V)"
     )
     for dtype, paths in results.items():
         for name in ("naive", "fast"):
@@ -251,11 +261,13 @@ def print_equivalence(results: dict, count: int) -> None:
                     ratio = f"{r_lp:.2f}, {r_v:.2f} ({verdict})"
             print(
                 f"{str(dtype).replace('torch.', ''):<10}{name:<7}{e['log_pi_rms']:>16.2e}{e['log_pi_max']:>16.2e}"
-                f"{e['v_rms']:>11.2e}{e['v_max']:>11.2e}{e['kl_max']:>12.2e}{ratio:>30}"
+                f"{e['v_rms']:>11.2e}{e['v_max']:>11.2e}{e['kl_max']:>12.2e}  {ratio}"
             )
     print(
         f"(the fast path passes when its RMS error is at most {PATH_ERROR_FACTOR:g}x the naive path's + "
-        f"{PATH_ERROR_FLOOR:g}, the factor of tests/test_trunk_cache.py; float32 rows show both at rounding level)"
+        f"{PATH_ERROR_FLOOR:g}, the factor of tests/test_trunk_cache.py. A float32 row compares float32 with itself, "
+        "so any error above the floor there is a path's own: it is the row that catches a cache bug on SmolLM2, whose "
+        "bf16 rounding is larger than a position off by one)"
     )
 
 
