@@ -5,7 +5,7 @@
     HF_HUB_OFFLINE=1 python benchmarks/ppo_throughput.py --dataset data/investorbench --assets MSFT   # with news
     HF_HUB_OFFLINE=1 python benchmarks/ppo_throughput.py --sections exactness,levers      # no training runs
 
-One process, the real SmolLM2-135M-Instruct (offline copy, `dtype auto`: float32 on CPUs without native bf16) and
+One process, the real SmolLM2-135M-Instruct (offline copy, `--dtype auto`: float32 on CPUs without AMX) and
 the paper's settings (Table 3: 2 trainable layers, minibatch 32, 8 accumulation steps, KL to the reference, 512-token
 prompts), the same seed; one PPO iteration of `--steps` environment steps per run:
 
