@@ -88,7 +88,7 @@ def test_every_readme_command_exists():
         program = argv[0]
         if program == "make":
             assert argv[1] in targets, f"make {argv[1]} is not a Makefile target"
-        elif program == "python":
+        elif program in ("python", "bash"):
             assert (ROOT / argv[1]).exists(), f"{argv[1]} does not exist"
         elif program == "flagtrl":
             assert argv[1] in COMMANDS, f"flagtrl {argv[1]} is not a command"
