@@ -162,7 +162,7 @@ def test_frozen_states_select_concat_and_bytes(tiny_tokenizer):
 
 
 # --- bfloat16: each path against a float32 reference -----------------------------------------------------------------
-# `dtype: auto` loads the frozen trunk in bf16 on CPUs with native bf16 (and the trainer autocasts there), so the cached
+# `dtype: auto` loads the frozen trunk in bf16 on AMX CPUs and GPUs (and the trainer autocasts there), so the cached
 # and plain paths no longer agree to float32's 1e-4: each rounds differently (other matrix shapes, another attention
 # kernel). The question is whether the fast path is *less accurate*, so both are measured against float32 arithmetic on
 # the same weights, pooled over 16 prompts as an RMS (one prompt's error is a single random draw: measured 0.2x-5x of
@@ -177,7 +177,7 @@ BF16_ROWS = list(zip("abcabcabcabcabca", (12, 20, 5, 9, 1, 30, 7, 16, 3, 25, 11,
 
 
 def make_bf16_policies(tokenizer, seed: int = 0, attention: str = "sdpa") -> tuple[FlagPolicy, FlagPolicy]:
-    """A tiny policy with its frozen trunk in bf16 (as `dtype: auto` loads it), and its float32 twin: the same,
+    """A tiny policy with its frozen trunk in bf16 (as `dtype: auto` loads it on AMX), and its float32 twin: the same,
     bf16-representable, weights. The weights are drawn 5x wider than a default init (0.1): the default tiny model's
     near-uniform attention hides position and mask errors below bf16's rounding."""
     from transformers import LlamaForCausalLM
@@ -361,7 +361,7 @@ def test_training_with_and_without_speedups_follows_the_same_losses(tiny_tokeniz
 # --- slow: the real SmolLM2-135M --------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_smollm2_cached_and_plain_paths_agree_on_real_prompts():
-    """The trunk cache on SmolLM2 in the dtype `auto` gives here (bf16 on a CPU with native bf16, else float32), on 16
+    """The trunk cache on SmolLM2 in bf16 where the CPU has bf16 instructions (else float32), on 16
     real prompts (2 assets x 8 days), against the plain forward in float32 on the same weights.
 
     Measured on an AVX512-BF16 CPU. On the first 2 days' 4 prompts, bf16 against float32: max |d log pi| 0.077 plain
@@ -375,14 +375,15 @@ def test_smollm2_cached_and_plain_paths_agree_on_real_prompts():
     from flagtrl.backtest import split_windows
     from flagtrl.data.schema import list_assets, market_series
     from flagtrl.envs.trading_env import TradingEnv
+    from flagtrl.hardware import cpu_has_native_bf16
     from flagtrl.models.loading import SMOLLM2_ID, load_backbone, load_tokenizer
     from flagtrl.prompt import PromptBuilder, PromptConfig
 
     tokenizer = load_tokenizer(SMOLLM2_ID)
     policies = {}
-    for dtype in ("auto", "float32"):
+    for name, dtype in (("auto", "bfloat16" if cpu_has_native_bf16() else "float32"), ("float32", "float32")):
         torch.manual_seed(0)  # the same value head
-        policies[dtype] = FlagPolicy.from_backbone(load_backbone(SMOLLM2_ID, dtype=dtype), tokenizer, 2)
+        policies[name] = FlagPolicy.from_backbone(load_backbone(SMOLLM2_ID, dtype=dtype), tokenizer, 2)
     dataset = make_synthetic_dataset(seed=0)
     builder = PromptBuilder(tokenizer, PromptConfig(max_prompt_tokens=512))
     prompts, masks = [], []
