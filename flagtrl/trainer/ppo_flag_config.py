@@ -85,6 +85,9 @@ class FlagPPOConfig(_BaseConfig):
             (each costs tokens of the per-step suffix).
         news_position (`str`, *optional*, defaults to `"last"`): `last` (the day's news after the account, right
             before the answer) or `market` (inside the cached market JSON, the flag-v2 layout); see `PromptConfig`.
+        anonymise (`bool`, *optional*, defaults to `False`): Train on anonymised prompts (`PromptConfig.anonymise`:
+            no ticker, company names, dates or price levels), so that the policy cannot learn from what it memorised;
+            the adapter keeps the setting, and its evaluation uses it.
 
         > Parameters that control speed (each one exact up to float rounding; turn all off for the plain loop)
 
@@ -155,6 +158,9 @@ class FlagPPOConfig(_BaseConfig):
     news_position: str = field(
         default="last", metadata={"help": "Where the news go: last (before the answer) or market."}
     )
+    anonymise: bool = field(
+        default=False, metadata={"help": "Anonymised prompts: no ticker, names, dates or price levels."}
+    )
 
     use_trunk_cache: bool = field(
         default=True, metadata={"help": "Cache the frozen layers' keys/values per market prefix (asset, date)."}
@@ -186,6 +192,7 @@ class FlagPPOConfig(_BaseConfig):
             max_prompt_tokens=self.max_prompt_tokens,
             news_position=self.news_position,
             decision_history=self.decision_history,
+            anonymise=self.anonymise,
         )
 
     def __post_init__(self):
