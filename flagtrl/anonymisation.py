@@ -106,7 +106,9 @@ def day_label(offset: int) -> str:
 def _name_pattern(names: Sequence[str], tickers: Sequence[str]) -> re.Pattern | None:
     alternatives = [re.escape(n) for n in sorted(set(names), key=len, reverse=True)]
     if tickers:
-        alternatives.append("(?-i:" + "|".join(re.escape(t) for t in sorted(set(tickers), key=len, reverse=True)) + ")")
+        alternatives.append(
+            "(?-i:" + "|".join(re.escape(t) for t in sorted(set(tickers), key=len, reverse=True)) + ")"
+        )
     if not alternatives:
         return None
     # Whole words; a ticker may carry a cashtag ($MSFT).
@@ -143,7 +145,9 @@ def scrub_text(
 
         def near_price(match: re.Match) -> str:
             value = float(match.group(0).replace(",", ""))
-            return AMOUNT_LABEL if price / PRICE_LEVEL_FACTOR <= value <= price * PRICE_LEVEL_FACTOR else match.group(0)
+            return (
+                AMOUNT_LABEL if price / PRICE_LEVEL_FACTOR <= value <= price * PRICE_LEVEL_FACTOR else match.group(0)
+            )
 
         text = _NUMBER.sub(near_price, text)
     return text

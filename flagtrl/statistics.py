@@ -84,8 +84,11 @@ def paper_sharpe(log_returns: Sequence[float] | np.ndarray, trading_days_per_yea
     returns: `sharpe_ratio(r, D)` times n·252 / ((n+1)·D), the same degenerate values (`flagtrl.sharpe`)."""
     returns = np.asarray(log_returns, dtype=np.float64)
     n = returns.size
-    return sharpe_ratio(returns, periods_per_year=trading_days_per_year) * n * PAPER_SHARPE_DAYS / (
-        (n + 1) * trading_days_per_year
+    return (
+        sharpe_ratio(returns, periods_per_year=trading_days_per_year)
+        * n
+        * PAPER_SHARPE_DAYS
+        / ((n + 1) * trading_days_per_year)
     )
 
 
@@ -103,8 +106,11 @@ def default_block_length(returns_a: np.ndarray, returns_b: np.ndarray) -> float:
     lengths = []
     for series in (returns_a, returns_b):
         if np.ptp(series) > 0:
-            with np.errstate(all="ignore"):
-                value = float(optimal_block_length(series)["stationary"].iloc[0])
+            try:
+                with np.errstate(all="ignore"):
+                    value = float(optimal_block_length(series)["stationary"].iloc[0])
+            except ValueError:  # too short for the estimator's autocorrelations (a few days)
+                continue
             if math.isfinite(value):
                 lengths.append(value)
     return max([1.0, *lengths])

@@ -49,7 +49,9 @@ def identifying(text: str, asset: str, closes: np.ndarray) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("asset, start, end", [("MSFT", "2020-10-01", "2020-12-31"), ("NFLX", "2020-10-01", "2021-01-31")])
+@pytest.mark.parametrize(
+    "asset, start, end", [("MSFT", "2020-10-01", "2020-12-31"), ("NFLX", "2020-10-01", "2021-01-31")]
+)
 def test_nothing_identifying_survives_in_an_anonymised_prompt(investorbench_dir, tiny_tokenizer, asset, start, end):
     from conftest import load_investorbench_series
 

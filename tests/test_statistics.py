@@ -71,7 +71,9 @@ def test_sharpe_difference_ci_estimates_the_block_length_and_takes_a_paper_sharp
     assert result.difference == pytest.approx(paper_sharpe(a, 252) - paper_sharpe(b, 252))
     # A flat agent (all returns 0) against the market: block length from the market alone, finite interval.
     flat = sharpe_difference_ci(np.zeros(100), market(100), num_resamples=50)
-    assert math.isfinite(flat.low) and flat.difference == pytest.approx(-sharpe_ratio(market(100), periods_per_year=252))
+    assert math.isfinite(flat.low) and flat.difference == pytest.approx(
+        -sharpe_ratio(market(100), periods_per_year=252)
+    )
 
 
 @pytest.mark.parametrize(
