@@ -99,7 +99,7 @@ def annualised_sharpe(periods_per_year: int | float) -> Callable[[np.ndarray], f
 
 def default_block_length(returns_a: np.ndarray, returns_b: np.ndarray) -> float:
     """Politis & White's (2004, corrected 2009) optimal expected block length of a stationary bootstrap, the larger of
-    the two series' (`arch.bootstrap.optimal_block_length`), at least 1 day. A constant series (a flat agent) has no
+    the two series' (`arch.bootstrap.optimal_block_length`), at least 1 day. A constant series (a flat agent) or one too short for the estimator has no
     estimate and counts as 1."""
     from arch.bootstrap import optimal_block_length
 
