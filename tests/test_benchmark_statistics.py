@@ -17,7 +17,7 @@ from flagtrl.agents import MomentumAgent, RandomAgent
 from flagtrl.benchmark import parse_benchmark_config, run_benchmark
 from flagtrl.benchmark.config import AgentSpec, input_variants, normalize_window
 from flagtrl.benchmark.differences import daily_returns, sharpe_function
-from flagtrl.benchmark.runner import build_agent, month_windows
+from flagtrl.benchmark.runner import month_windows
 from flagtrl.data.synthetic import make_synthetic_dataset
 
 
