@@ -664,3 +664,14 @@ def test_every_json_file_is_strict_and_a_wipe_out_is_reported(tmp_path):
     assert again["timing"]["skipped"] == 4
     assert json.dumps(again["summary"]) == json.dumps(first["summary"])
     strict_json((out_dir / "results.json").read_text())
+
+
+def test_anonymised_inputs_reach_zero_shot_and_flag_agents(tiny_model_dirs):
+    model_dir, adapter_dir = tiny_model_dirs
+    zero_shot = {"type": "zero_shot", "model": str(model_dir), "scoring": "likelihood", "prompt": TINY_PROMPT}
+    for spec in (AgentSpec(**zero_shot), AgentSpec(type="flag", adapter=str(adapter_dir))):
+        real = build_agent(spec)
+        anonymised = build_agent(AgentSpec(**{**vars(spec), "name": None, "anonymise": True}))
+        assert (real.builder.config.anonymise, anonymised.builder.config.anonymise) == (False, True)
+        # The adapter's other prompt settings are kept.
+        assert anonymised.builder.config.max_prompt_tokens == TINY_PROMPT["max_prompt_tokens"]

@@ -67,6 +67,10 @@ def test_month_windows():
         normalize_window({"start": "2020-01-01", "end": "2021-01-01", "months": 0})
     with pytest.raises(ValueError, match="either `split`"):
         normalize_window({"split": "test", "months": 3})
+    # An asset's data must span a window, give or take a week of holidays at either end.
+    series = MarketSeries("X", "stock", ["1990-01-02", "1990-06-01", "1990-12-28"], [1.0, 1.1, 1.2])
+    assert covers(series, "1990-01-01", "1990-12-31")
+    assert not covers(series, "1989-12-01", "1990-11-30") and not covers(series, "1990-02-01", "1991-01-31")
 
 
 def test_intervals_psr_and_composite_rank(tmp_path, market_dir):

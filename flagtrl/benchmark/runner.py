@@ -147,10 +147,11 @@ def month_windows(start: str, end: str, months: int) -> list[tuple[str, str]]:
 
 
 def covers(series: MarketSeries, start: str, end: str) -> bool:
-    """Whether an asset's data span a rolling window: they start by its first day and reach its last week (a window
-    the data only partly cover would not compare with the others)."""
+    """Whether an asset's data span a rolling window: they begin in its first week and reach its last week (a window
+    the data only partly cover would not compare with the others; a week absorbs holidays at either end)."""
+    first_week = (pd.Timestamp(start) + pd.Timedelta(days=7)).strftime("%Y-%m-%d")
     last_week = (pd.Timestamp(end) - pd.Timedelta(days=7)).strftime("%Y-%m-%d")
-    return series.dates[0] <= start and series.dates[-1] >= last_week
+    return series.dates[0] <= first_week and series.dates[-1] >= last_week
 
 
 def plan_runs(config: BenchmarkConfig, windows: dict[str, list[tuple[str, str]]]) -> list[PlannedRun]:
