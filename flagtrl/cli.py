@@ -36,6 +36,8 @@ class BacktestArguments:
         initial_cash (`float`): Starting cash.
         risk_free_rate (`float`): Annual risk-free rate of the `standard` metrics.
         output_json (`str`, *optional*): Where to write the metrics (both conventions) and the trajectory.
+        anonymise (`bool`): LLM agents read anonymised prompts (no ticker, names, dates or price levels;
+            `flagtrl.anonymisation`).
     """
 
     dataset: str = field(metadata={"help": "Folder of a prepared market dataset."})
@@ -54,6 +56,7 @@ class BacktestArguments:
     initial_cash: float = field(default=100_000.0, metadata={"help": "Starting cash."})
     risk_free_rate: float = field(default=0.0, metadata={"help": "Annual risk-free rate of the standard metrics."})
     output_json: str | None = field(default=None, metadata={"help": "Where to write metrics and trajectory (JSON)."})
+    anonymise: bool = field(default=False, metadata={"help": "LLM agents read anonymised prompts."})
 
     def __post_init__(self):
         # Dates are compared as ISO strings: `01/10/2020` would silently select the wrong days.
@@ -64,6 +67,10 @@ class BacktestArguments:
             raise ValueError(f"--start {self.start} is after --end {self.end}.")
         if self.convention not in ("paper", "standard"):
             raise ValueError(f"Unknown --convention {self.convention!r}; choose paper or standard.")
+        if self.anonymise and not self.agent.startswith(("flag:", "zero_shot:")):
+            raise ValueError(
+                f"--anonymise changes what an LLM reads; {self.agent!r} is a rule that reads prices only."
+            )
 
 
 def backtest(argv: list[str]) -> int:
@@ -71,10 +78,17 @@ def backtest(argv: list[str]) -> int:
     from .backtest import run_backtest
     from .data.schema import load_market_dataset, market_series
     from .metrics import format_metrics_table
+    from .prompt import PromptConfig
 
     (args,) = HfArgumentParser(BacktestArguments, prog="flagtrl backtest").parse_args_into_dataclasses(args=argv)
     series = market_series(load_market_dataset(args.dataset), args.asset)
-    agent = make_agent(args.agent, seed=args.seed)
+    params = {}
+    if args.anonymise:  # an adapter keeps its other prompt settings; a zero-shot model gets the default prompt
+        if args.agent.startswith("flag:"):
+            params["prompt_overrides"] = {"anonymise": True}
+        else:
+            params["prompt_config"] = PromptConfig(anonymise=True)
+    agent = make_agent(args.agent, seed=args.seed, **params)
     result = run_backtest(
         agent,
         series,

@@ -138,3 +138,29 @@ def test_aliases_and_bad_aliases():
         scrub_text("x", "ACME", aliases={"ACME": "Acme"})
     with pytest.raises(ValueError, match="history_days"):
         anonymise_state(None, history_days=0)
+
+
+def test_training_and_the_command_line_take_the_option(tmp_path):
+    from conftest import tiny_ppo_config
+
+    from flagtrl.cli import main
+
+    assert tiny_ppo_config(tmp_path, anonymise=True).prompt_config().anonymise is True
+    assert tiny_ppo_config(tmp_path).prompt_config().anonymise is False
+    with pytest.raises(ValueError, match="--anonymise changes what an LLM reads; 'momentum' is a rule"):
+        main(
+            [
+                "backtest",
+                "--dataset",
+                "x",
+                "--asset",
+                "MSFT",
+                "--start",
+                "2020-10-01",
+                "--end",
+                "2020-10-09",
+                "--agent",
+                "momentum",
+                "--anonymise",
+            ]
+        )

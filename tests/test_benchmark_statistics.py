@@ -17,7 +17,8 @@ from flagtrl.agents import MomentumAgent, RandomAgent
 from flagtrl.benchmark import parse_benchmark_config, run_benchmark
 from flagtrl.benchmark.config import AgentSpec, input_variants, normalize_window
 from flagtrl.benchmark.differences import daily_returns, sharpe_function
-from flagtrl.benchmark.runner import month_windows
+from flagtrl.benchmark.runner import covers, month_windows
+from flagtrl.data.schema import MarketSeries
 from flagtrl.data.synthetic import make_synthetic_dataset
 
 
