@@ -21,7 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser, get_quantization_config
 
 from flagtrl.data.schema import load_market_dataset
-from flagtrl.metrics import format_metrics_table
+from flagtrl.metrics_table import format_metrics_table
 from flagtrl.models import FlagPolicy, load_backbone, load_tokenizer
 from flagtrl.strict_json import write_json
 from flagtrl.trainer.learning_curve import plot_learning_curve
