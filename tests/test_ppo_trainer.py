@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import build_tiny_llama, tiny_ppo_config
+from huggingface_hub import ModelCard
 from transformers import TrainerCallback
 
 from flagtrl.backtest import split_windows
@@ -199,6 +200,21 @@ def test_save_model_and_model_card(trained):
     assert f"base_model: {TINY_BASE}" in readme
     assert "FlagPolicy.from_pretrained" in readme
     assert "2502.11433" in readme
+
+
+def test_model_card_is_trls_card_followed_by_the_adapter_sections(trained):
+    trainer, _ = trained
+    trainer.evaluate()
+    trainer.create_model_card(model_name="flag-tiny")
+    readme = Path(trainer.args.output_dir) / "README.md"
+    card = ModelCard.load(readme)
+    # One metadata header, TRL's: the adapter card's own header is parsed away, not pasted into the text.
+    assert card.data.base_model == TINY_BASE and {"trl", "flag-trader"} <= set(card.data.tags)
+    assert readme.read_text().count("base_model:") == 1 and "---\nbase_model" not in card.text
+    assert (
+        card.text.index("## Training procedure") < card.text.index("## How to load") < card.text.index("## Evaluation")
+    )
+    assert "Metrics convention: paper" in card.text and "| flag_trader |" in card.text
 
 
 # --- (d') time limits, the KL log, fractional eval_steps ---------------------------------------------------------------
