@@ -237,6 +237,22 @@ def test_no_kl_is_logged_without_a_reference(tiny_tokenizer, dataset, tmp_path):
     assert logs and not any("objective/kl" in entry for entry in logs)
 
 
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_config_resolves_only_unset_hardware_settings(tmp_path, monkeypatch, fast_bf16):
+    """use_cpu and bf16 left unset resolve to the machine (CPU only here); values the user set are kept."""
+    import flagtrl.trainer.ppo_flag_config as config_module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(config_module, "cpu_has_fast_bf16", lambda: fast_bf16)
+    auto = FlagPPOConfig(output_dir=str(tmp_path), use_cpu=None, bf16=None, report_to="none")
+    assert auto.use_cpu is True and auto.bf16 is fast_bf16
+    explicit = FlagPPOConfig(output_dir=str(tmp_path), use_cpu=False, report_to="none")
+    assert explicit.use_cpu is False and explicit.bf16 is False  # transformers allows no bf16 without use_cpu here
+    assert FlagPPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none").bf16 is False
+    assert FlagPPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=True, report_to="none").bf16 is True
+
+
 def test_fractional_eval_steps_is_a_fraction_of_the_run(tiny_tokenizer, dataset, tmp_path):
     args = tiny_config(tmp_path, total_timesteps=4 * 2 * 4, eval_strategy="steps", eval_steps=0.5)
     assert args.num_iterations == 4 and args.eval_interval == 2

@@ -264,7 +264,7 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
     Path(files["report"]).write_text("\n".join(lines) + "\n")
 
     result = {
-        "config": {k: v for k, v in vars(config).items() if k != "agent_specs"},
+        "config": dict(vars(config)),
         "timing": timing,
         "files": files,
         "summary": summary,
