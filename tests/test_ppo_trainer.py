@@ -18,11 +18,13 @@ import torch
 from conftest import build_tiny_llama, tiny_ppo_config
 from huggingface_hub import ModelCard
 from transformers import TrainerCallback
+from trl import ModelConfig
 
 from flagtrl.backtest import split_windows
 from flagtrl.data.schema import market_series
 from flagtrl.data.synthetic import make_synthetic_dataset
 from flagtrl.models import FlagPolicy
+from flagtrl.trainer.policy_loading import load_policy
 from flagtrl.trainer.ppo_flag_config import FlagPPOConfig
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
 
@@ -482,3 +484,22 @@ def test_a_policy_built_without_prompt_settings_saves_the_trainers(tiny_tokenize
     saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert saved["flagtrl"]["prompt_config"] == vars(trainer.prompt_config)
     assert trainer.model.config_flag.prompt_config == {}
+
+
+def test_load_policy_builds_the_policy_the_trainer_accepts(tiny_tokenizer, tmp_path):
+    """The recipe and the learning benchmark load the model through `load_policy`: the policy carries the config's
+    settings, so the trainer takes it as it is."""
+    folder = tmp_path / "tiny-llama"
+    build_tiny_llama(len(tiny_tokenizer), seed=0).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    args = tiny_config(tmp_path / "run", max_news_items=2, num_trainable_layers=1, policy_head_init="random")
+    policy, tokenizer = load_policy(ModelConfig(model_name_or_path=str(folder), dtype="float32"), args)
+    assert tokenizer.pad_token is not None and policy.config_flag.base_model_name_or_path == str(folder)
+    assert policy.config_flag.num_trainable_layers == 1 and policy.config_flag.policy_head_init == "random"
+    assert policy.config_flag.prompt_config == vars(args.prompt_config())
+    assert policy.last_token_top_layer == args.last_token_top_layer
+    assert (
+        FlagPPOTrainer(policy, args, make_synthetic_dataset(seed=0), tokenizer).prompt_config == args.prompt_config()
+    )
+    with pytest.raises(ValueError, match="use_peft"):
+        load_policy(ModelConfig(model_name_or_path=str(folder), use_peft=True), args)
