@@ -160,7 +160,7 @@ def test_tiny_benchmark_end_to_end(tmp_path, synthetic_dir, tiny_model_dirs, cap
         start, _ = split_windows(dataset, "test", [asset])[asset]
         first, _ = series.window(start, "9999-12-31")
         expected = run_backtest(
-            BuyAndHoldAgent(), series, start, series.dates[first + 5], transaction_cost_bps=3.0, mode="paper"
+            BuyAndHoldAgent(), series, start, series.dates[first + 5], transaction_cost_bps=3.0, mode="all_in"
         )
         entry = next(e for e in results["summary"] if e["agent"] == "buy_and_hold" and e["asset"] == asset)
         assert (entry["start"], entry["end"]) == (expected.start, expected.end)
@@ -530,7 +530,7 @@ def record_prompts(agent, tokenizer) -> list[tuple[str, str]]:
     return prompts
 
 
-@pytest.mark.parametrize("mode", ["paper", "position"])
+@pytest.mark.parametrize("mode", ["all_in", "position"])
 def test_no_look_ahead_for_every_agent_type(mode, tiny_tokenizer, tiny_model_dirs):
     from conftest import build_tiny_llama
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 
-from ..actions import TRADING_MODES
+from ..actions import resolve_trading_mode
 
 
 AGENT_TYPES = ("buy_and_hold", "random", "ma_crossover", "momentum", "zero_shot", "flag")
@@ -119,7 +119,7 @@ class BenchmarkConfig:
             or `{start: YYYY-MM-DD, end: YYYY-MM-DD}`, optionally restricted with `assets: [...]` or
             `asset_class: stock|crypto` (YAML only).
         seeds (`list[int]`): Seeds of stochastic agents; deterministic agents run the first one only.
-        mode (`str`): Trading mode: `paper` (all-in buy / liquidate sell, the paper's MDP) or `position`.
+        mode (`str`): Trading mode: `all_in` (all-in buy / liquidate sell, the paper's MDP) or `position`.
         transaction_cost_bps (`float`): Cost of each trade in basis points (StockBench: 1 commission + 2 slippage).
             It lowers the `standard` metrics (the account); the `paper` metrics score positions and ignore it.
         initial_cash (`float`): Starting cash.
@@ -140,7 +140,7 @@ class BenchmarkConfig:
         metadata={"help": "Windows (YAML only): {split: test} or {start, end[, assets | asset_class]}."},
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds of stochastic agents."})
-    mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
+    mode: str = field(default="all_in", metadata={"help": "Trading mode: all_in or position."})
     transaction_cost_bps: float = field(default=0.0, metadata={"help": "Cost of each trade in basis points."})
     initial_cash: float = field(default=100_000.0, metadata={"help": "Starting cash."})
     risk_free_rate: float = field(default=0.0, metadata={"help": "Annual risk-free rate of the standard metrics."})
@@ -157,8 +157,7 @@ class BenchmarkConfig:
             raise ValueError("The benchmark needs at least one entry in `agents`.")
         if not self.seeds:
             raise ValueError("The benchmark needs at least one seed.")
-        if self.mode not in TRADING_MODES:
-            raise ValueError(f"Unknown trading mode {self.mode!r}; choose one of {list(TRADING_MODES)}.")
+        self.mode = resolve_trading_mode(self.mode)  # a deprecated alias resolves, with a warning
         if self.transaction_cost_bps < 0:
             raise ValueError(f"transaction_cost_bps must be >= 0, got {self.transaction_cost_bps}.")
         names = [spec.name for spec in self.agent_specs]  # builds (and so checks) every agent

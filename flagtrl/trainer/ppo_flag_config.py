@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from trl.trainer.base_config import _BaseConfig
 
+from ..actions import resolve_trading_mode
 from ..hardware import cpu_has_fast_bf16
 from ..prompt import PromptConfig
 from ..rewards import get_reward_function
@@ -57,7 +58,7 @@ class FlagPPOConfig(_BaseConfig):
         assets (`list[str]`, *optional*): Assets to train on (all of the dataset's when unset); environment i
             trades `assets[i % len(assets)]`.
         max_episode_steps (`int`, *optional*, defaults to `65`): Episode length (clamped to the window).
-        trading_mode (`str`, *optional*, defaults to `"paper"`): `paper` or `position`.
+        trading_mode (`str`, *optional*, defaults to `"all_in"`): `all_in` or `position` (`paper`: deprecated alias).
         initial_cash (`float`, *optional*, defaults to `100000.0`): Starting cash of each episode.
         transaction_cost_bps (`float`, *optional*, defaults to `0.0`): Trading cost in basis points.
         reward (`str`, *optional*, defaults to `"sharpe_delta"`): The step reward (`flagtrl.rewards`):
@@ -136,7 +137,7 @@ class FlagPPOConfig(_BaseConfig):
     dataset_test_split: str = field(default="test", metadata={"help": "Split of the evaluation windows."})
     assets: list[str] | None = field(default=None, metadata={"help": "Assets to train on (default: all)."})
     max_episode_steps: int = field(default=65, metadata={"help": "Episode length in trading days."})
-    trading_mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
+    trading_mode: str = field(default="all_in", metadata={"help": "Trading mode: all_in or position."})
     initial_cash: float = field(default=100_000.0, metadata={"help": "Starting cash of each episode."})
     transaction_cost_bps: float = field(default=0.0, metadata={"help": "Trading cost in basis points."})
     reward: str = field(
@@ -207,8 +208,7 @@ class FlagPPOConfig(_BaseConfig):
             self.bf16 = self.use_cpu and cpu_has_fast_bf16()
             logger.info("bf16 unset on the CPU: bf16=%s (use_cpu=%s).", self.bf16, self.use_cpu)
         super().__post_init__()
-        if self.trading_mode not in ("paper", "position"):
-            raise ValueError(f"trading_mode must be paper or position, got {self.trading_mode!r}.")
+        self.trading_mode = resolve_trading_mode(self.trading_mode)  # a deprecated alias resolves, with a warning
         if self.num_envs < 1 or self.num_steps < 1:
             raise ValueError(f"num_envs and num_steps must be >= 1, got {self.num_envs} and {self.num_steps}.")
         if self.total_timesteps < self.batch_size:
