@@ -18,7 +18,9 @@ def test_tensorboard_scalars_are_the_logged_metrics(tiny_tokenizer, tmp_path, mo
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        policy = FlagPolicy.from_backbone(build_tiny_llama(len(tiny_tokenizer)), tiny_tokenizer, num_trainable_layers=2)
+        policy = FlagPolicy.from_backbone(
+            build_tiny_llama(len(tiny_tokenizer)), tiny_tokenizer, num_trainable_layers=2
+        )
         config = tiny_ppo_config(tmp_path / "run", total_timesteps=2 * 2 * 4, report_to="tensorboard")  # 2 iterations
         trainer = FlagPPOTrainer(policy, config, make_synthetic_dataset(seed=0), processing_class=tiny_tokenizer)
         trainer.train()

@@ -126,7 +126,9 @@ class ZeroShotLLMAgent:
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}.")
         if constrained and scoring != "generate":
-            raise ValueError("constrained applies to scoring='generate' (likelihood scoring reads only the action words).")
+            raise ValueError(
+                "constrained applies to scoring='generate' (likelihood scoring reads only the action words)."
+            )
         self.model = model.eval()
         self.tokenizer = tokenizer
         # The agent appends the answer prefix itself (likelihood scoring) or lets the model write it (generation).
