@@ -82,7 +82,7 @@ def test_constrained_generation_of_a_random_model_always_parses_and_respects_the
     # The constraint narrows the choice, the sampled model still makes it: all three actions occur.
     assert {parse_action(answer) for answer in answers} == set(ACTIONS)
     # Seeded per decision, as free generation: the same state gets the same answer.
-    assert answers_of(constrained) == answers_of(constrained)
+    assert answers_of(constrained) == answers
     # Greedy decoding is constrained too (the random model's argmax path is the same for every state here).
     assert_valid_answers(ZeroShotLLMAgent(model, tiny_tokenizer, TINY_PROMPT, temperature=0.0, constrained=True))
 
