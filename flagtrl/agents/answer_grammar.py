@@ -13,7 +13,9 @@ outlines-core), the logits processor outlines itself hands `transformers.generat
 transformers integration does not import under transformers 5, `transformers.tokenization_utils` is gone; the fix is
 merged upstream but unreleased) and xgrammar 0.2.8 (its Linux x86-64 wheel requires triton, a GPU compiler, even for
 CPU use). outlines-core is a prebuilt Rust wheel: it works offline on CPU and indexes SmolLM2's 49,152-token vocabulary
-for this grammar in about 0.4 s.
+for this grammar in about 0.4 s. Two costs of outlines' processor, once per process: the first answer compiles
+outlines-core's masking kernel with `torch.compile` (about 6 s on a 2-core CPU), and building a processor sets
+`torch._dynamo.config.suppress_errors = True` (a process-wide switch: a failing `torch.compile` falls back to eager).
 """
 
 from __future__ import annotations
