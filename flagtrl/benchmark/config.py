@@ -36,6 +36,8 @@ class AgentSpec:
         temperature (`float`, *optional*, defaults to `0.6`): `zero_shot` with `generate`: sampling temperature
             (InvestorBench's 0.6); 0 decodes greedily.
         max_new_tokens (`int`, *optional*, defaults to `16`): `zero_shot` with `generate`: answer length.
+        constrained (`bool`, *optional*, defaults to `False`): `zero_shot` with `generate`: restrict the answer to the
+            valid JSON answers (structured generation; `False` is InvestorBench's free generation).
         greedy (`bool`, *optional*, defaults to `False`): Take the argmax of the agent's distribution instead of sampling
             it (`flag`, `zero_shot` with `likelihood`).
         knowledge_cutoff (`str`, *optional*): Training-data cutoff of the LLM (`YYYY`, `YYYY-MM` or `YYYY-MM-DD`); when
@@ -55,6 +57,7 @@ class AgentSpec:
     scoring: str = "generate"
     temperature: float = 0.6
     max_new_tokens: int = 16
+    constrained: bool = False
     greedy: bool = False
     knowledge_cutoff: str | None = None
     dtype: str = "auto"
@@ -75,6 +78,8 @@ class AgentSpec:
             raise ValueError(f"Agent {self.name!r} (flag) needs `adapter`: a folder or a Hub repo id.")
         if self.scoring not in ("generate", "likelihood"):
             raise ValueError(f"Agent {self.name!r}: scoring must be generate or likelihood, got {self.scoring!r}.")
+        if self.constrained and (self.type != "zero_shot" or self.scoring != "generate"):
+            raise ValueError(f"Agent {self.name!r}: `constrained` applies to zero_shot agents with scoring generate.")
         if self.assets is not None:
             self.assets = [a.upper() for a in self.assets]
 
