@@ -29,7 +29,7 @@ class BacktestArguments:
             `flag:<adapter folder or Hub id>` for a trained FLAG policy or `zero_shot:<model>` for an untrained LLM
             (`flagtrl.agents.registry.make_agent`).
         convention (`str`): Metric convention of the printed table (`paper` or `standard`); the JSON has both.
-        mode (`str`): Trading mode: `paper` (all-in buy / liquidate sell) or `position` (long / flat / short).
+        mode (`str`): Trading mode: `all_in` (all-in buy / liquidate sell) or `position` (long / flat / short).
         seed (`int`): Seed of the environment and of sampled actions.
         greedy (`bool`): Take the most likely action instead of sampling.
         transaction_cost_bps (`float`): Cost of each trade in basis points.
@@ -49,7 +49,7 @@ class BacktestArguments:
         metadata={"help": "Baseline name, flag:<adapter folder or Hub id> or zero_shot:<model>."},
     )
     convention: str = field(default="paper", metadata={"help": "Metric convention of the table: paper or standard."})
-    mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
+    mode: str = field(default="all_in", metadata={"help": "Trading mode: all_in or position."})
     seed: int = field(default=0, metadata={"help": "Seed of the environment and of sampled actions."})
     greedy: bool = field(default=True, metadata={"help": "Take the most likely action instead of sampling."})
     transaction_cost_bps: float = field(default=0.0, metadata={"help": "Cost of each trade in basis points."})
@@ -77,7 +77,7 @@ def backtest(argv: list[str]) -> int:
     from .agents.registry import make_agent
     from .backtest import run_backtest
     from .data.schema import load_market_dataset, market_series
-    from .metrics import format_metrics_table
+    from .metrics_table import format_metrics_table
     from .prompt import PromptConfig
 
     (args,) = HfArgumentParser(BacktestArguments, prog="flagtrl backtest").parse_args_into_dataclasses(args=argv)

@@ -37,7 +37,7 @@ TASK_DESCRIPTION = (
     "{asset} ({asset_class}). Your goal is to maximise the long-term return of the account while managing risk."
 )
 ACTIONS_DESCRIPTION = {
-    "paper": (
+    "all_in": (
         "Actions: buy = invest all cash in {asset} at today's closing price; sell = sell all shares of {asset} at "
         "today's closing price; hold = keep the account as it is."
     ),

@@ -104,6 +104,9 @@ def test_every_readme_command_exists():
                 assert (ROOT / script).exists(), f"{script} does not exist"
             recipe = argv[argv.index("--config") + 1]
             assert recipe.startswith("<") or (ROOT / recipe).exists(), f"{recipe} does not exist"
+        elif program == "tensorboard":
+            assert importlib.util.find_spec("tensorboard") is not None, "tensorboard is not installed"
+            assert "--logdir" in argv
         else:
             pytest.fail(f"unexpected program in a README command: {' '.join(argv)}")
 

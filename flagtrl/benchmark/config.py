@@ -13,7 +13,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field, fields
 
-from ..actions import TRADING_MODES
+from ..actions import resolve_trading_mode
 
 
 AGENT_TYPES = ("buy_and_hold", "random", "ma_crossover", "momentum", "zero_shot", "flag")
@@ -40,6 +40,8 @@ class AgentSpec:
         temperature (`float`, *optional*, defaults to `0.6`): `zero_shot` with `generate`: sampling temperature
             (InvestorBench's 0.6); 0 decodes greedily.
         max_new_tokens (`int`, *optional*, defaults to `16`): `zero_shot` with `generate`: answer length.
+        constrained (`bool`, *optional*, defaults to `False`): `zero_shot` with `generate`: restrict the answer to the
+            valid JSON answers (structured generation; `False` is InvestorBench's free generation).
         greedy (`bool`, *optional*, defaults to `False`): Take the argmax of the agent's distribution instead of sampling
             it (`flag`, `zero_shot` with `likelihood`).
         knowledge_cutoff (`str`, *optional*): Training-data cutoff of the LLM (`YYYY`, `YYYY-MM` or `YYYY-MM-DD`); when
@@ -63,6 +65,7 @@ class AgentSpec:
     scoring: str = "generate"
     temperature: float = 0.6
     max_new_tokens: int = 16
+    constrained: bool = False
     greedy: bool = False
     knowledge_cutoff: str | None = None
     dtype: str = "auto"
@@ -85,6 +88,8 @@ class AgentSpec:
             raise ValueError(f"Agent {self.name!r} (flag) needs `adapter`: a folder or a Hub repo id.")
         if self.scoring not in ("generate", "likelihood"):
             raise ValueError(f"Agent {self.name!r}: scoring must be generate or likelihood, got {self.scoring!r}.")
+        if self.constrained and (self.type != "zero_shot" or self.scoring != "generate"):
+            raise ValueError(f"Agent {self.name!r}: `constrained` applies to zero_shot agents with scoring generate.")
         if self.assets is not None:
             self.assets = [a.upper() for a in self.assets]
         if self.inputs is not None:
@@ -141,7 +146,7 @@ class BenchmarkConfig:
             price levels, `flagtrl.anonymisation`), or both: then each LLM agent runs twice (`<name>` and
             `<name>+anon`) and the report sets the two side by side, their difference a measured memorisation
             indicator. Rule agents read prices only and run once.
-        mode (`str`): Trading mode: `paper` (all-in buy / liquidate sell, the paper's MDP) or `position`.
+        mode (`str`): Trading mode: `all_in` (all-in buy / liquidate sell, the paper's MDP) or `position`.
         transaction_cost_bps (`float`): Cost of each trade in basis points (StockBench: 1 commission + 2 slippage).
             It lowers the `standard` metrics (the account); the `paper` metrics score positions and ignore it.
         initial_cash (`float`): Starting cash.
@@ -168,7 +173,7 @@ class BenchmarkConfig:
         metadata={"help": "Windows (YAML only): {split: test} or {start, end[, assets | asset_class]}."},
     )
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds of stochastic agents."})
-    mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
+    mode: str = field(default="all_in", metadata={"help": "Trading mode: all_in or position."})
     transaction_cost_bps: float = field(default=0.0, metadata={"help": "Cost of each trade in basis points."})
     initial_cash: float = field(default=100_000.0, metadata={"help": "Starting cash."})
     risk_free_rate: float = field(default=0.0, metadata={"help": "Annual risk-free rate of the standard metrics."})
@@ -192,8 +197,7 @@ class BenchmarkConfig:
             raise ValueError("The benchmark needs at least one entry in `agents`.")
         if not self.seeds:
             raise ValueError("The benchmark needs at least one seed.")
-        if self.mode not in TRADING_MODES:
-            raise ValueError(f"Unknown trading mode {self.mode!r}; choose one of {list(TRADING_MODES)}.")
+        self.mode = resolve_trading_mode(self.mode)  # a deprecated alias resolves, with a warning
         if self.transaction_cost_bps < 0:
             raise ValueError(f"transaction_cost_bps must be >= 0, got {self.transaction_cost_bps}.")
         check_inputs(self.inputs, "the benchmark")
@@ -201,13 +205,18 @@ class BenchmarkConfig:
             raise ValueError(f"confidence must lie between 0 and 1, got {self.confidence}.")
         if self.bootstrap_resamples < 10:
             raise ValueError(f"bootstrap_resamples must be at least 10, got {self.bootstrap_resamples}.")
-        specs = [a if isinstance(a, AgentSpec) else AgentSpec.from_dict(a) for a in self.agents]
-        self.agent_specs = [twin for spec in specs for twin in input_variants(spec, self.inputs)]
-        names = [spec.name for spec in self.agent_specs]
+        names = [spec.name for spec in self.agent_specs]  # builds (and so checks) every agent
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"Agent names must be unique; {duplicates} appear more than once (set `name`).")
         self.windows = [normalize_window(w) for w in self.windows]
+
+    @property
+    def agent_specs(self) -> list[AgentSpec]:
+        """The `agents` entries as `AgentSpec`s, in their order; an LLM agent once per entry of `inputs` (its
+        anonymised twin named `<name>+anon`, `input_variants`)."""
+        specs = [a if isinstance(a, AgentSpec) else AgentSpec.from_dict(a) for a in self.agents]
+        return [twin for spec in specs for twin in input_variants(spec, self.inputs)]
 
 
 def check_inputs(inputs: list[str], owner: str) -> None:

@@ -4,7 +4,8 @@ Files written to the output folder:
 
 - `report.md`: per metric convention and window, a table laid out like FLAG-Trader's Tables 1-2 (agents as rows, a
   CR/SR/AV/MDD/Sortino column group per asset, best per column in bold) of each agent's *median-Sharpe run*; then
-  mean ± std over seeds, the contamination verdicts, the LLM answer statistics and the failed runs;
+  mean ± std over seeds, the contamination verdicts, the LLM answer statistics (per agent: how its answers are read,
+  the unparseable rate; then per run) and the failed runs;
 - `results.json`: the configuration, the summary per (agent, asset, window) and every run's metrics (strict JSON:
   non-finite values as the strings "inf", "-inf", "nan", `flagtrl.strict_json`);
 - `runs.csv`: one row per run (both conventions), the rows the tables were taken from marked;
@@ -28,15 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import (
-    CONVENTION_DESCRIPTIONS,
-    CONVENTIONS,
-    TABLE_COLUMNS,
-    WIPED_OUT_MARK,
-    WIPED_OUT_NOTE,
-    TradingMetrics,
-    format_metrics_table,
-)
+from ..metrics import CONVENTION_DESCRIPTIONS, CONVENTIONS, TradingMetrics
+from ..metrics_table import TABLE_COLUMNS, WIPED_OUT_MARK, WIPED_OUT_NOTE, format_metrics_table
 from ..strict_json import write_json
 from .contamination import CONTAMINATED, UNKNOWN, ContaminationCheck
 from .difference_tables import (
@@ -153,24 +147,79 @@ def _contamination_rows(checks: list[ContaminationCheck]) -> list[str]:
     return lines
 
 
-def _answer_rows(records: list[dict]) -> list[str]:
-    lines = []
+_ANSWER_COUNTS = ("decisions", "unparseable", "masked")
+
+
+def _generates(spec) -> bool:
+    return spec.type == "zero_shot" and spec.scoring == "generate"
+
+
+def answer_mode(spec) -> str:
+    """How an LLM agent turns the model's output into an action, as the answer tables name it."""
+    if not _generates(spec):
+        return "likelihood" if spec.type == "zero_shot" else "policy head"
+    return f"{'constrained' if spec.constrained else 'free'} generation, T={spec.temperature:g}"
+
+
+def _rate(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f} %" if total else "-"
+
+
+def answer_summary(records: list[dict], specs: list) -> list[dict]:
+    """Per LLM agent, over all its finished runs: decisions, unparseable answers (and their rate), masked actions."""
+    summary = []
+    for spec in specs:
+        runs = [r for r in records if r["agent"] == spec.name and r.get("status") == "ok" and r.get("agent_stats")]
+        if not runs:
+            continue
+        decisions, unparseable, masked = (sum(r["agent_stats"].get(k, 0) for r in runs) for k in _ANSWER_COUNTS)
+        summary.append(
+            {
+                "agent": spec.name,
+                "answers": answer_mode(spec),
+                "runs": len(runs),
+                "decisions": decisions,
+                "unparseable": unparseable,
+                # Likelihood scoring and FLAG policies read probabilities, not text: nothing can be unparseable.
+                "unparseable_rate": unparseable / decisions if decisions and _generates(spec) else None,
+                "masked": masked,
+            }
+        )
+    return summary
+
+
+def _answer_rows(records: list[dict], summary: list[dict]) -> list[str]:
+    if not summary:
+        return []
+    lines = [
+        "| Agent | Answers | Runs | Decisions | Unparseable (→ hold) | Unparseable rate | Masked (→ hold) |",
+        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in summary:
+        rate = "n/a" if entry["unparseable_rate"] is None else _rate(entry["unparseable"], entry["decisions"])
+        lines.append(
+            f"| {entry['agent']} | {entry['answers']} | {entry['runs']} | {entry['decisions']} | "
+            f"{entry['unparseable']} | {rate} | {entry['masked']} |"
+        )
+    lines += [
+        "",
+        "| Agent | Asset | Seed | Decisions | Unparseable (→ hold) | Unparseable rate | Masked (→ hold) | "
+        "Unparseable examples |",
+        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | :--- |",
+    ]
+    generated = {entry["agent"] for entry in summary if entry["unparseable_rate"] is not None}
     for record in records:
         stats = record.get("agent_stats")
         if record.get("status") != "ok" or not stats:
             continue
         examples = "; ".join(repr(e) for e in stats.get("unparseable_examples", [])[:2]) or "-"
+        decisions, unparseable = stats.get("decisions", 0), stats.get("unparseable", 0)
         lines.append(
-            f"| {record['agent']} | {record['asset']} | {record['seed']} | {stats.get('decisions', 0)} | "
-            f"{stats.get('unparseable', 0)} | {stats.get('masked', 0)} | {examples} |"
+            f"| {record['agent']} | {record['asset']} | {record['seed']} | {decisions} | {unparseable} | "
+            f"{_rate(unparseable, decisions) if record['agent'] in generated else 'n/a'} | {stats.get('masked', 0)} | "
+            f"{examples} |"
         )
-    if not lines:
-        return []
-    header = [
-        "| Agent | Asset | Seed | Decisions | Unparseable (→ hold) | Masked (→ hold) | Unparseable examples |",
-        "| :--- | :--- | ---: | ---: | ---: | ---: | :--- |",
-    ]
-    return header + lines
+    return lines
 
 
 def write_csv(path: Path, records: list[dict], summary: list[dict]) -> None:
@@ -316,7 +365,8 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
         "",
         *_contamination_rows(checks),
     ]
-    answers = _answer_rows(records)
+    answer_stats = answer_summary(records, config.agent_specs)
+    answers = _answer_rows(records, answer_stats)
     if answers:
         lines += [
             "",
@@ -324,7 +374,8 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
             "",
             "Unparseable answers are executed as `hold` (the documented fallback); so are masked actions (sell with no "
             "shares, buy with no cash). In likelihood scoring, `masked` counts decisions whose most likely action was "
-            "masked.",
+            "masked. Free generation is InvestorBench's protocol (sample, then parse the text); constrained generation "
+            "samples only among the JSON answers whose actions are valid, so none is unparseable or masked.",
             "",
             *answers,
         ]
@@ -352,7 +403,7 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
     Path(files["report"]).write_text("\n".join(lines) + "\n")
 
     result = {
-        "config": {k: v for k, v in vars(config).items() if k != "agent_specs"},
+        "config": dict(vars(config)),
         "timing": timing,
         "files": files,
         "summary": summary,
@@ -360,6 +411,7 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
         "window_distributions": distributions,
         "real_vs_anonymised": memorisation,
         "contamination": [c.to_dict() for c in checks],
+        "answers": answer_stats,
         "runs": [{k: v for k, v in r.items() if k != "trajectory"} for r in records],
     }
     write_json(files["json"], result, indent=1, default=str)

@@ -79,6 +79,7 @@ def build_agent(spec: AgentSpec) -> TradingAgent:
             scoring=spec.scoring,
             temperature=spec.temperature,
             max_new_tokens=spec.max_new_tokens,
+            constrained=spec.constrained,
         )
     if spec.type == "flag":
         if spec.prompt:
