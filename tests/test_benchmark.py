@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import account_state
 from datasets import Dataset, DatasetDict
 
 from flagtrl.actions import BUY, HOLD, SELL
@@ -442,22 +443,7 @@ def test_parse_action(answer, action):
 
 
 def state_of(cash: float, shares: float, date: str = "2021-01-05") -> TradingState:
-    mask = np.array([shares > 0, True, cash > 0], dtype=np.int8)
-    return TradingState(
-        asset="AAA",
-        asset_class="stock",
-        date=date,
-        step=0,
-        dates=["2021-01-04", date],
-        prices=np.array([10.0, 11.0]),
-        news=[],
-        filings=[],
-        cash=cash,
-        shares=shares,
-        account_value=cash + 11.0 * shares,
-        position=int(shares > 0),
-        action_mask=mask,
-    )
+    return account_state(cash, shares, date)
 
 
 def test_zero_shot_fallback_and_masked_actions_are_counted(tiny_tokenizer, tiny_llama, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import build_tiny_llama
+from conftest import account_state, build_tiny_llama
 
 from flagtrl.actions import ACTIONS
 from flagtrl.agents.answer_grammar import MAX_ANSWER_TOKENS, answer_regex, answer_text, valid_answers
@@ -22,23 +22,7 @@ DATES = ["2021-01-05", "2021-01-06", "2021-01-07", "2021-01-08", "2021-01-11", "
 
 
 def state_of(mask: list[int], date: str) -> TradingState:
-    shares = 90.0 if mask[0] else 0.0
-    cash = 1000.0 if mask[2] else 0.0
-    return TradingState(
-        asset="AAA",
-        asset_class="stock",
-        date=date,
-        step=0,
-        dates=["2021-01-04", date],
-        prices=np.array([10.0, 11.0]),
-        news=[],
-        filings=[],
-        cash=cash,
-        shares=shares,
-        account_value=cash + 11.0 * shares,
-        position=int(shares > 0),
-        action_mask=np.array(mask, dtype=np.int8),
-    )
+    return account_state(1000.0 if mask[2] else 0.0, 90.0 if mask[0] else 0.0, date, mask)
 
 
 STATES = [state_of(mask, date) for mask in MASKS.values() for date in DATES]
