@@ -19,7 +19,7 @@ from flagtrl.data.schema import market_series
 from flagtrl.data.synthetic import make_synthetic_dataset
 from flagtrl.envs import TradingEnv
 from flagtrl.models import FlagPolicy
-from flagtrl.models.flag_policy import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME
+from flagtrl.models.adapter_io import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME
 from flagtrl.models.loading import load_backbone
 from flagtrl.prompt import PROMPT_VERSION, PromptBuilder, PromptConfig
 
