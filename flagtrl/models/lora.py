@@ -9,7 +9,7 @@ weights stay frozen. Two settings cover the usual uses:
 - LoRA on every layer (`num_trainable_layers` = the model's layer count, as TWOSOME and GLAM train their policies):
   the frozen trunk is the embedding table alone, so the trunk cache saves nothing (it stays exact; turn it off).
 
-Adapters below the split (an explicit `layers_to_transform`, `target_modules` that match the embeddings, or
+Adapters below the split (an explicit `layers_to_transform`, `trainable_token_indices` on the embeddings, or
 `modules_to_save`) are refused: the trunk runs without gradients and is cached, so they would neither train nor be
 seen by the cache.
 """
@@ -67,7 +67,7 @@ def attach_lora(backbone: nn.Module, peft_config, num_frozen_layers: int):
             match = re.match(r"model\.layers\.(\d+)\.", name)
             if match is None or int(match.group(1)) < num_frozen_layers:
                 raise ValueError(
-                    f"LoRA on {name}, below the trainable layers {num_frozen_layers}..{num_layers - 1} (the frozen "
-                    "trunk runs without gradients and is cached): narrow lora_target_modules to the decoder layers."
+                    f"A peft adapter on {name} lies below the trainable layers {num_frozen_layers}..{num_layers - 1} "
+                    "(the frozen trunk runs without gradients and is cached): adapt only modules of those layers."
                 )
     return peft_model
