@@ -81,7 +81,9 @@ def probabilities(policy: FlagPolicy, prompts) -> torch.Tensor:
 
 def lora_layer_indices(policy: FlagPolicy) -> set[int]:
     return {
-        int(name.split(".")[2]) for name, module in policy.backbone.named_modules() if isinstance(module, BaseTunerLayer)
+        int(name.split(".")[2])
+        for name, module in policy.backbone.named_modules()
+        if isinstance(module, BaseTunerLayer)
     }
 
 

@@ -405,7 +405,9 @@ class FlagPolicy(nn.Module):
             action_token_ids=action_token_ids(tokenizer, action_tokens) if policy_head_init == "lm_head" else [],
             policy_head_init=policy_head_init,
             prompt_config=dict(prompt_config or {}),
-            peft_type=None if peft_config is None else str(getattr(peft_config.peft_type, "value", peft_config.peft_type)),
+            peft_type=None
+            if peft_config is None
+            else str(getattr(peft_config.peft_type, "value", peft_config.peft_type)),
         )
         return cls(
             backbone,

@@ -54,7 +54,9 @@ def attach_lora(backbone: nn.Module, peft_config, num_frozen_layers: int):
     config.task_type = config.task_type or "CAUSAL_LM"
     if config.layers_to_transform is None:
         config.layers_to_transform = list(range(num_frozen_layers, num_layers))
-    layers = [config.layers_to_transform] if isinstance(config.layers_to_transform, int) else config.layers_to_transform
+    layers = (
+        [config.layers_to_transform] if isinstance(config.layers_to_transform, int) else config.layers_to_transform
+    )
     below = sorted(i for i in layers if i < num_frozen_layers)
     if below:
         raise ValueError(
