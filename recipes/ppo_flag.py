@@ -18,7 +18,7 @@ import torch
 import transformers
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig, TrlParser, get_quantization_config
+from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
 
 from flagtrl.data.schema import load_market_dataset
 from flagtrl.metrics import format_metrics_table
@@ -57,10 +57,9 @@ def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args:
     # Dataset
     dataset = load_market_dataset(script_args.dataset_name)
 
-    # Model and tokenizer
-    if model_args.use_peft:
-        raise ValueError("use_peft: LoRA on the top layers is not supported yet; the top layers are trained in full.")
+    # Model and tokenizer (use_peft: LoRA on the trainable layers; load_in_4bit/8bit with it: QLoRA)
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
+    peft_config = get_peft_config(model_args)
     backbone = load_backbone(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
@@ -68,6 +67,7 @@ def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args:
         quantization_config=get_quantization_config(model_args),
         num_trainable_layers=training_args.num_trainable_layers,
         attn_implementation=model_args.attn_implementation,
+        quantize_trainable_layers=peft_config is not None,
     )
     policy = FlagPolicy.from_backbone(
         backbone,
@@ -77,6 +77,7 @@ def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args:
         base_model_name_or_path=model_args.model_name_or_path,
         prompt_config=vars(training_args.prompt_config()),
         last_token_top_layer=training_args.last_token_top_layer,
+        peft_config=peft_config,
     )
 
     # Trainer

@@ -65,7 +65,7 @@ def perturb_lora(policy: FlagPolicy, seed: int = 1) -> None:
     """Move the LoRA weights and both heads away from their initial values, as training would."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, parameter in policy.named_parameters():
+        for parameter in policy.parameters():
             if parameter.requires_grad:
                 parameter.add_(0.3 * torch.randn(parameter.shape, generator=generator))
 
@@ -346,3 +346,33 @@ def test_lora_checkpoint_resumes_to_the_uninterrupted_run(tiny_tokenizer, tmp_pa
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], rtol=0, atol=1e-6), key
+
+
+def test_recipe_trains_a_lora_policy_with_use_peft(tiny_tokenizer, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+
+    from trl import ModelConfig
+
+    spec = importlib.util.spec_from_file_location("ppo_flag_recipe", Path(__file__).parents[1] / "recipes/ppo_flag.py")
+    recipe = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = recipe  # dataclasses look their module up there
+    spec.loader.exec_module(recipe)
+    base = tmp_path / "base"
+    build_tiny_llama(len(tiny_tokenizer)).save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    monkeypatch.setattr(recipe, "load_market_dataset", lambda name: make_synthetic_dataset(seed=0))
+    model_args = ModelConfig(
+        model_name_or_path=str(base), dtype="float32", use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0
+    )
+    output_dir = tmp_path / "out"
+    recipe.main(
+        recipe.ScriptArguments(dataset_name="synthetic", backtest_max_days=3),
+        tiny_ppo_config(output_dir, total_timesteps=8),
+        model_args,
+    )
+    assert json.loads((output_dir / ADAPTER_CONFIG_NAME).read_text())["peft_type"] == "LORA"
+    assert (output_dir / HEADS_WEIGHTS_NAME).exists() and (output_dir / "backtest.json").exists()
+    assert "PeftModel.from_pretrained" in (output_dir / "README.md").read_text()
+    loaded = FlagPolicy.from_pretrained(output_dir, dtype="float32")
+    assert loaded.peft_model is not None and lora_layer_indices(loaded) == {2, 3}
