@@ -101,6 +101,15 @@ def test_qlora_trains_adapters_on_a_quantised_model_and_round_trips(bits, saved_
     prompts = [[1, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15]]
     masks = [[1, 1, 1]] * 2
     initial = policy.action_probabilities(prompts, masks)
+    # Gradients flow through the quantised weights above an adapter, even after the no-grad eval-mode forward above
+    # (on AVX512-BF16 CPUs bitsandbytes would then repack 4-bit weights into a format without a backward). Every
+    # lora_B starts at 0, so the first trainable layer's q_proj adapter gets its gradient only through o_proj's
+    # quantised base weights.
+    batch = policy.collate(prompts)
+    policy(batch["input_ids"], batch["attention_mask"]).log_probs[:, 1].sum().backward()
+    grad = policy.backbone.model.layers[2].self_attn.q_proj.lora_B["default"].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    policy.zero_grad(set_to_none=True)
 
     # A short PPO run moves the LoRA weights and the heads; the reference (adapters disabled) stays the initial policy.
     args = tiny_ppo_config(tmp_path / "run", total_timesteps=2 * 2 * 4, llm_learning_rate=1e-2, learning_rate=1e-2)

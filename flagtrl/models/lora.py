@@ -64,6 +64,7 @@ def attach_lora(backbone: nn.Module, peft_config, num_frozen_layers: int):
             f"gradients, kept by the trunk cache): raise num_trainable_layers to {num_layers - min(below)} instead."
         )
     peft_model = get_peft_model(backbone, config)
+    keep_quantized_layers_differentiable(backbone.model.layers[num_frozen_layers:])
     for name, module in backbone.named_modules():
         if isinstance(module, BaseTunerLayer):
             match = re.match(r"model\.layers\.(\d+)\.", name)
@@ -73,3 +74,24 @@ def attach_lora(backbone: nn.Module, peft_config, num_frozen_layers: int):
                     "(the frozen trunk runs without gradients and is cached): adapt only modules of those layers."
                 )
     return peft_model
+
+
+def keep_quantized_layers_differentiable(layers: nn.Module) -> None:
+    """Keep the 4-bit linear layers of `layers` in bitsandbytes' differentiable format.
+
+    bitsandbytes (0.50) repacks a `Linear4bit`'s weights for its AVX512-BF16 CPU kernel the first time the layer runs in
+    eval mode without gradients (a rollout, an evaluation), and from then on computes the layer with `gemv_4bit`, which
+    has no backward: gradients through it vanish, and only torch's warning "an autograd kernel was not registered"
+    says so. LoRA needs the gradients that flow through the frozen quantised weights above each adapter, so the
+    trainable layers never repack (and are unpacked if they already were); the frozen trunk may, it needs no gradients.
+    """
+    for module in layers.modules():
+        if not getattr(module, "support_avx512bf16_for_cpu", False):
+            continue
+        module.support_avx512bf16_for_cpu = False
+        if getattr(module.weight.quant_state, "packing_format_for_cpu", False):
+            from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu_inverse
+
+            module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                module.weight.data, module.weight.quant_state
+            )
