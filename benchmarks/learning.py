@@ -47,16 +47,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from transformers import set_seed  # noqa: E402
-from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config  # noqa: E402
+from trl import ModelConfig, TrlParser  # noqa: E402
 
 from flagtrl.agents import BuyAndHoldAgent, NewsSentimentAgent, RandomAgent  # noqa: E402
 from flagtrl.agents.flag_agent import FlagAgent  # noqa: E402
 from flagtrl.backtest import evaluate_agents  # noqa: E402
 from flagtrl.data.synthetic import make_synthetic_dataset  # noqa: E402
-from flagtrl.models import FlagPolicy, load_backbone, load_tokenizer  # noqa: E402
 from flagtrl.models.loading import cpu_has_fast_bf16  # noqa: E402
 from flagtrl.prompt import PROMPT_VERSION  # noqa: E402
 from flagtrl.strict_json import decode_non_finite, write_json  # noqa: E402
+from flagtrl.trainer.policy_loading import load_policy  # noqa: E402
 from flagtrl.trainer.ppo_flag_config import FlagPPOConfig  # noqa: E402
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer  # noqa: E402
 
@@ -176,24 +176,7 @@ def train_and_evaluate(accuracy: float, seed: int, bench: LearningBenchmarkArgum
     dataset = make_synthetic_dataset(
         assets={ASSET: "stock"}, seed=seed, news_accuracy=accuracy, windows=bench.windows()
     )
-    tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
-    peft_config = get_peft_config(model_args)  # --use_peft true: LoRA on the trainable layers
-    backbone = load_backbone(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        dtype=model_args.dtype,
-        quantization_config=get_quantization_config(model_args),
-        num_trainable_layers=args.num_trainable_layers,
-        quantize_trainable_layers=peft_config is not None,
-    )
-    policy = FlagPolicy.from_backbone(
-        backbone,
-        tokenizer,
-        num_trainable_layers=args.num_trainable_layers,
-        policy_head_init=args.policy_head_init,
-        base_model_name_or_path=model_args.model_name_or_path,
-        peft_config=peft_config,
-    )
+    policy, tokenizer = load_policy(model_args, args)
     run_args = copy.deepcopy(args)
     run_args.seed = seed
     trainer = FlagPPOTrainer(policy, run_args, dataset, processing_class=tokenizer)

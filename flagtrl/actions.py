@@ -22,7 +22,7 @@ def action_mask(cash: float, shares: float, mode: str = "paper") -> np.ndarray:
     In `position` mode (daily long/flat/short, as InvestorBench scores) every action is always valid.
 
     Returns:
-        `np.ndarray`: int8 mask of shape (3,), 1 where the action is valid; `hold` is always valid.
+        `np.ndarray`: int8 mask of shape (NUM_ACTIONS,), 1 where the action is valid; `hold` is always valid.
     """
     if mode == "position":
         return np.ones(NUM_ACTIONS, dtype=np.int8)

@@ -70,7 +70,7 @@ def backtest(argv: list[str]) -> int:
     from .agents.registry import make_agent
     from .backtest import run_backtest
     from .data.schema import load_market_dataset, market_series
-    from .metrics import format_metrics_table
+    from .metrics_table import format_metrics_table
 
     (args,) = HfArgumentParser(BacktestArguments, prog="flagtrl backtest").parse_args_into_dataclasses(args=argv)
     series = market_series(load_market_dataset(args.dataset), args.asset)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .actions import NUM_ACTIONS
+
 
 @dataclass(eq=False)
 class TradingState:
@@ -43,7 +45,7 @@ class TradingState:
     past_actions: list[str] = field(default_factory=list)
     past_rewards: list[float] = field(default_factory=list)
     past_values: list[float] = field(default_factory=list)
-    action_mask: np.ndarray = field(default_factory=lambda: np.ones(3, dtype=np.int8))
+    action_mask: np.ndarray = field(default_factory=lambda: np.ones(NUM_ACTIONS, dtype=np.int8))
     mode: str = "paper"
 
     @property

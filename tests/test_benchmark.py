@@ -4,6 +4,7 @@ contamination guard, zero-shot answer parsing, no look-ahead for every agent typ
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -375,6 +376,8 @@ def test_benchmark_recipes_parse(recipe):
     assert config.agent_specs and config.assets
     assert any(spec.type == "buy_and_hold" for spec in config.agent_specs)
     assert "zero_shot" in {spec.type for spec in config.agent_specs}
+    # `__post_init__` validates and normalises declared fields; it adds no attribute of its own.
+    assert set(vars(config)) == {f.name for f in dataclasses.fields(config)}
 
 
 def test_a_benchmark_recipe_runs_a_trained_adapter():

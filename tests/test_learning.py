@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import build_tiny_llama, build_tiny_tokenizer, tiny_ppo_config
 
-from flagtrl.actions import BUY, SELL
+from flagtrl.actions import BUY, HOLD, NUM_ACTIONS, SELL
 from flagtrl.backtest import split_windows
 from flagtrl.data.schema import market_series
 from flagtrl.data.synthetic import make_synthetic_dataset
@@ -54,7 +54,7 @@ def prompt_tokenizer(series):
     texts = []
     for step in range(60):
         texts.append("".join(renderer.render(info["state"])))
-        _, _, _, _, info = env.step(step % 3)
+        _, _, _, _, info = env.step(step % NUM_ACTIONS)
     return build_tiny_tokenizer(corpus=texts, vocab_size=1500)
 
 
@@ -67,7 +67,7 @@ def right_action_probabilities(trainer: FlagPPOTrainer, series, window) -> tuple
         state = info["state"]
         prompts.append(trainer.builder.encode(state))
         positive.append("(Sentiment: positive)" in state.news[0])
-        _, _, _, _, info = env.step(1)
+        _, _, _, _, info = env.step(HOLD)
     with torch.no_grad():
         probs = trainer.model.action_probabilities(prompts, [[1, 1, 1]] * len(prompts)).numpy()
     positive = np.array(positive)

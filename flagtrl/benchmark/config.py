@@ -161,12 +161,16 @@ class BenchmarkConfig:
             raise ValueError(f"Unknown trading mode {self.mode!r}; choose one of {list(TRADING_MODES)}.")
         if self.transaction_cost_bps < 0:
             raise ValueError(f"transaction_cost_bps must be >= 0, got {self.transaction_cost_bps}.")
-        self.agent_specs = [a if isinstance(a, AgentSpec) else AgentSpec.from_dict(a) for a in self.agents]
-        names = [spec.name for spec in self.agent_specs]
+        names = [spec.name for spec in self.agent_specs]  # builds (and so checks) every agent
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"Agent names must be unique; {duplicates} appear more than once (set `name`).")
         self.windows = [normalize_window(w) for w in self.windows]
+
+    @property
+    def agent_specs(self) -> list[AgentSpec]:
+        """The `agents` entries as `AgentSpec`s, in their order."""
+        return [a if isinstance(a, AgentSpec) else AgentSpec.from_dict(a) for a in self.agents]
 
 
 def normalize_window(window: dict | str) -> dict:

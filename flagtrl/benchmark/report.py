@@ -23,15 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import (
-    CONVENTION_DESCRIPTIONS,
-    CONVENTIONS,
-    TABLE_COLUMNS,
-    WIPED_OUT_MARK,
-    WIPED_OUT_NOTE,
-    TradingMetrics,
-    format_metrics_table,
-)
+from ..metrics import CONVENTION_DESCRIPTIONS, CONVENTIONS, TradingMetrics
+from ..metrics_table import TABLE_COLUMNS, WIPED_OUT_MARK, WIPED_OUT_NOTE, format_metrics_table
 from ..strict_json import write_json
 from .contamination import CONTAMINATED, UNKNOWN, ContaminationCheck
 from .plots import plot_benchmark
@@ -271,7 +264,7 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
     Path(files["report"]).write_text("\n".join(lines) + "\n")
 
     result = {
-        "config": {k: v for k, v in vars(config).items() if k != "agent_specs"},
+        "config": dict(vars(config)),
         "timing": timing,
         "files": files,
         "summary": summary,

@@ -109,7 +109,11 @@ class FlagPPOConfig(_BaseConfig):
         eval_max_days (`int`, *optional*): Evaluate on at most this many days of each test window (all when unset).
 
     Changed defaults (vs `TrainingArguments`): `learning_rate=5e-4`, `gradient_accumulation_steps=8`,
-    `max_grad_norm=0.5`, `logging_steps=1`, `gradient_checkpointing=False`, `save_steps=50`, `report_to="none"`.
+    `max_grad_norm=0.5`, `logging_steps=1`, `gradient_checkpointing=False`, `save_steps=50`, `report_to="none"`,
+    `use_cpu=None` (unset: `True` when there is no CUDA or MPS device). `bf16` left unset (TRL's default) is `True` on
+    a GPU and, on the CPU, `True` only with `use_cpu` and native bf16 instructions. A value set in the YAML or on the
+    command line is never changed (with `bf16` unset, an explicit `use_cpu: false` without a GPU trains in float32 on
+    the CPU).
     `llm_learning_rate` (beta) is not given in the paper; 5e-5 is our choice.
     """
 
@@ -179,6 +183,9 @@ class FlagPPOConfig(_BaseConfig):
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Not used by the PPO loop."})
     save_steps: float = field(default=50, metadata={"help": "Checkpoint every X PPO iterations."})
     report_to: str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard..."})
+    use_cpu: bool | None = field(
+        default=None, metadata={"help": "Train on the CPU. Unset: on the CPU when there is no CUDA or MPS device."}
+    )
 
     def prompt_config(self) -> PromptConfig:
         """The prompt settings of this config as a `PromptConfig` (pass `vars(...)` to `FlagPolicy.from_backbone`)."""
@@ -191,15 +198,16 @@ class FlagPPOConfig(_BaseConfig):
         )
 
     def __post_init__(self):
-        # No accelerator: train on the CPU (where bf16 autocast runs at about 2x float32 on CPUs with native bf16)
-        # rather than fail transformers' "bf16 needs a GPU" check.
-        if not self.use_cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
-            logger.info("No CUDA or MPS device: training on the CPU (use_cpu=True).")
-            self.use_cpu = True
-        if self.use_cpu and self.bf16 is None and not self.fp16:
-            # bf16 left unset (auto): bf16 autocast only where the CPU has native bf16; emulated bf16 is far slower.
-            self.bf16 = cpu_has_fast_bf16()
-            logger.info("bf16 unset on the CPU: bf16=%s (native bf16 instructions: %s).", self.bf16, self.bf16)
+        # Only the values left unset (auto, `None`) are resolved here; a value the user set is kept as set.
+        has_accelerator = torch.cuda.is_available() or torch.backends.mps.is_available()
+        if self.use_cpu is None:
+            self.use_cpu = not has_accelerator
+            logger.info("use_cpu unset: use_cpu=%s (CUDA or MPS device: %s).", self.use_cpu, has_accelerator)
+        if self.bf16 is None and not self.fp16 and (self.use_cpu or not has_accelerator):
+            # bf16 autocast only where the CPU has native bf16 (about 2x float32 there; emulated bf16 is far slower),
+            # and only with use_cpu: transformers refuses bf16 without a GPU otherwise.
+            self.bf16 = self.use_cpu and cpu_has_fast_bf16()
+            logger.info("bf16 unset on the CPU: bf16=%s (use_cpu=%s).", self.bf16, self.use_cpu)
         super().__post_init__()
         if self.trading_mode not in ("paper", "position"):
             raise ValueError(f"trading_mode must be paper or position, got {self.trading_mode!r}.")
