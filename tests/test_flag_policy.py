@@ -239,7 +239,9 @@ def test_an_adapter_saved_by_main_2d75bbd_still_loads(tiny_tokenizer):
     own.value_head.load_state_dict({"weight": saved["value_head.weight"], "bias": saved["value_head.bias"]})
     prompts = random_prompts(len(tiny_tokenizer), [6, 10])
     assert torch.equal(probabilities(loaded, prompts), probabilities(own, prompts))
-    assert not torch.allclose(probabilities(loaded, prompts), loaded.action_probabilities(prompts, ALL_VALID * 2, reference=True))
+    assert not torch.allclose(
+        probabilities(loaded, prompts), loaded.action_probabilities(prompts, ALL_VALID * 2, reference=True)
+    )
 
 
 def test_load_backbone_by_path_from_adapter_config(tiny_llama, tiny_tokenizer, tmp_path):
