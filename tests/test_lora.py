@@ -1,7 +1,7 @@
 """LoRA policies through peft: what trains, the reference with the adapters disabled, the trunk cache's exactness with
 LoRA on the top layers, the refused combinations, the peft-format adapter round trip (`PeftModel.from_pretrained`,
-`FlagPolicy.from_pretrained` from a folder and from the offline Hub cache, `push_to_hub`), and PPO training with
-speed-ups on and off."""
+`FlagPolicy.from_pretrained` from a folder and from the offline Hub cache, `push_to_hub`), PPO training with speed-ups
+on and off, resuming, the recipe with `use_peft`, and two-process DDP."""
 
 from __future__ import annotations
 
@@ -376,3 +376,35 @@ def test_recipe_trains_a_lora_policy_with_use_peft(tiny_tokenizer, tmp_path, mon
     assert "PeftModel.from_pretrained" in (output_dir / "README.md").read_text()
     loaded = FlagPolicy.from_pretrained(output_dir, dtype="float32")
     assert loaded.peft_model is not None and lora_layer_indices(loaded) == {2, 3}
+
+
+@pytest.mark.distributed
+def test_two_process_ddp_keeps_lora_ranks_in_sync(tmp_path):
+    """DDP wraps the policy, not peft's wrapper (which is not a registered submodule): the LoRA weights and the heads
+    are all-reduced like any parameter and stay equal on both ranks."""
+    import os
+    import subprocess
+    import sys
+
+    from test_ppo_trainer import DDP_SCRIPT, TESTS_DIR
+
+    lora = "peft_config=LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules='all-linear')"
+    script_text = DDP_SCRIPT.format(tests_dir=str(TESTS_DIR), output_dir=str(tmp_path))
+    script_text = script_text.replace("num_trainable_layers=2)", f"num_trainable_layers=2, {lora})")
+    assert lora in script_text
+    script = tmp_path / "ddp_lora.py"
+    script.write_text("from peft import LoraConfig\n" + script_text)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    command = [sys.executable, *launch, "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    result = subprocess.run(command, env=env, timeout=300, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0["steps"] == rank1["steps"] == 2 and rank0["episode_starts"] != rank1["episode_starts"]
+    assert rank0["final"].keys() == rank1["final"].keys()
+    for key, tensor in rank0["final"].items():
+        assert torch.allclose(tensor, rank1["final"][key], rtol=0, atol=1e-6), key
+    lora_b = next(k for k in rank0["final"] if k.startswith(LORA_KEY_PREFIX) and ".lora_B." in k)
+    for key in ("policy_head.weight", "value_head.weight", lora_b):
+        assert not torch.equal(rank0["final"][key], rank0["initial"][key]), key
