@@ -107,7 +107,7 @@ class NewsSentimentAgent:
 
     On a synthetic market (`flagtrl.data.synthetic`) the news published on day t forecasts the move that a decision of
     day t trades, so this agent's edge is what the news accuracy allows: the reference a trained policy is measured
-    against. In `paper` mode sell means liquidate (flat); in `position` mode it means short.
+    against. In `all_in` mode sell means liquidate (flat); in `position` mode it means short.
     """
 
     name = "news_sentiment"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from trl.trainer.base_config import _BaseConfig
 
+from ..actions import resolve_trading_mode
 from ..hardware import cpu_has_fast_bf16
 from ..prompt import PromptConfig
 from ..rewards import get_reward_function
@@ -57,7 +58,7 @@ class FlagPPOConfig(_BaseConfig):
         assets (`list[str]`, *optional*): Assets to train on (all of the dataset's when unset); environment i
             trades `assets[i % len(assets)]`.
         max_episode_steps (`int`, *optional*, defaults to `65`): Episode length (clamped to the window).
-        trading_mode (`str`, *optional*, defaults to `"paper"`): `paper` or `position`.
+        trading_mode (`str`, *optional*, defaults to `"all_in"`): `all_in` or `position` (`paper`: deprecated alias).
         initial_cash (`float`, *optional*, defaults to `100000.0`): Starting cash of each episode.
         transaction_cost_bps (`float`, *optional*, defaults to `0.0`): Trading cost in basis points.
         reward (`str`, *optional*, defaults to `"sharpe_delta"`): The step reward (`flagtrl.rewards`):
@@ -87,6 +88,9 @@ class FlagPPOConfig(_BaseConfig):
             (each costs tokens of the per-step suffix).
         news_position (`str`, *optional*, defaults to `"last"`): `last` (the day's news after the account, right
             before the answer) or `market` (inside the cached market JSON, the flag-v2 layout); see `PromptConfig`.
+        anonymise (`bool`, *optional*, defaults to `False`): Train on anonymised prompts (`PromptConfig.anonymise`:
+            no ticker, company names, dates or price levels), so that the policy cannot learn from what it memorised;
+            the adapter keeps the setting, and its evaluation uses it.
 
         > Parameters that control speed (each one exact up to float rounding; turn all off for the plain loop)
 
@@ -138,7 +142,7 @@ class FlagPPOConfig(_BaseConfig):
     dataset_test_split: str = field(default="test", metadata={"help": "Split of the evaluation windows."})
     assets: list[str] | None = field(default=None, metadata={"help": "Assets to train on (default: all)."})
     max_episode_steps: int = field(default=65, metadata={"help": "Episode length in trading days."})
-    trading_mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
+    trading_mode: str = field(default="all_in", metadata={"help": "Trading mode: all_in or position."})
     initial_cash: float = field(default=100_000.0, metadata={"help": "Starting cash of each episode."})
     transaction_cost_bps: float = field(default=0.0, metadata={"help": "Trading cost in basis points."})
     reward: str = field(
@@ -160,6 +164,9 @@ class FlagPPOConfig(_BaseConfig):
     decision_history: int = field(default=10, metadata={"help": "Previous decisions shown in the prompt."})
     news_position: str = field(
         default="last", metadata={"help": "Where the news go: last (before the answer) or market."}
+    )
+    anonymise: bool = field(
+        default=False, metadata={"help": "Anonymised prompts: no ticker, names, dates or price levels."}
     )
 
     use_trunk_cache: bool = field(
@@ -195,6 +202,7 @@ class FlagPPOConfig(_BaseConfig):
             max_prompt_tokens=self.max_prompt_tokens,
             news_position=self.news_position,
             decision_history=self.decision_history,
+            anonymise=self.anonymise,
         )
 
     def __post_init__(self):
@@ -209,8 +217,7 @@ class FlagPPOConfig(_BaseConfig):
             self.bf16 = self.use_cpu and cpu_has_fast_bf16()
             logger.info("bf16 unset on the CPU: bf16=%s (use_cpu=%s).", self.bf16, self.use_cpu)
         super().__post_init__()
-        if self.trading_mode not in ("paper", "position"):
-            raise ValueError(f"trading_mode must be paper or position, got {self.trading_mode!r}.")
+        self.trading_mode = resolve_trading_mode(self.trading_mode)  # a deprecated alias resolves, with a warning
         if self.num_envs < 1 or self.num_steps < 1:
             raise ValueError(f"num_envs and num_steps must be >= 1, got {self.num_envs} and {self.num_steps}.")
         if self.total_timesteps < self.batch_size:
