@@ -501,5 +501,8 @@ def test_load_policy_builds_the_policy_the_trainer_accepts(tiny_tokenizer, tmp_p
     assert (
         FlagPPOTrainer(policy, args, make_synthetic_dataset(seed=0), tokenizer).prompt_config == args.prompt_config()
     )
-    with pytest.raises(ValueError, match="use_peft"):
-        load_policy(ModelConfig(model_name_or_path=str(folder), use_peft=True), args)
+    # use_peft: LoRA (TRL's get_peft_config) on the trainable layer; adapters below it are refused.
+    lora, _ = load_policy(ModelConfig(model_name_or_path=str(folder), dtype="float32", use_peft=True, lora_r=4), args)
+    assert lora.config_flag.peft_type == "LORA" and lora.peft_config.layers_to_transform == [3]
+    with pytest.raises(ValueError, match="lora_modules_to_save"):
+        load_policy(ModelConfig(model_name_or_path=str(folder), use_peft=True, lora_modules_to_save=["norm"]), args)

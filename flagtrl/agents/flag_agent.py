@@ -7,7 +7,8 @@ import logging
 import numpy as np
 import torch
 
-from ..models.flag_policy import FlagPolicy, resolve_adapter_folder
+from ..models.flag_policy import FlagPolicy
+from ..models.hub import resolve_adapter_folder
 from ..models.loading import load_tokenizer
 from ..prompt import PROMPT_VERSION, PromptBuilder, PromptConfig
 from ..state import TradingState

@@ -14,7 +14,8 @@ from huggingface_hub import ModelCard
 
 from ..backtest import BacktestResult
 from ..metrics_table import format_metrics_table
-from ..models.flag_policy import FlagPolicyConfig, adapter_model_card
+from ..models.flag_policy import FlagPolicyConfig
+from ..models.model_card import adapter_model_card
 
 
 def evaluation_table(

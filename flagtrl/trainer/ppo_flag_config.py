@@ -77,7 +77,9 @@ class FlagPPOConfig(_BaseConfig):
 
         > Parameters that control the policy and the prompt
 
-        num_trainable_layers (`int`, *optional*, defaults to `2`): Top LLM layers trained (the rest frozen).
+        num_trainable_layers (`int`, *optional*, defaults to `2`): Top LLM layers trained (the rest frozen); with
+            `ModelConfig.use_peft`, the layers that carry LoRA adapters (`flagtrl.models.lora`; the model's layer
+            count for LoRA on every layer).
         policy_head_init (`str`, *optional*, defaults to `"lm_head"`): `lm_head` or `random`.
         price_history_days (`int`, *optional*, defaults to `10`): Prices in the prompt.
         max_news_items (`int`, *optional*, defaults to `3`): News items in the prompt.

@@ -627,11 +627,8 @@ class FlagPPOTrainer(_BaseTrainer):
             rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
     def _load_checkpoint(self, checkpoint: str | os.PathLike) -> None:
-        from safetensors.torch import load_file
         from transformers import TrainerState
         from transformers.trainer_pt_utils import safe_globals
-
-        from ..models.flag_policy import ADAPTER_WEIGHTS_NAME
 
         folder = Path(checkpoint)
         rollout_file = folder / rollout_state_name(self.rank)
@@ -640,7 +637,7 @@ class FlagPPOTrainer(_BaseTrainer):
                 f"{folder} has no {rollout_file.name}: it is not a complete FlagPPOTrainer checkpoint "
                 f"(was it written with a different number of processes?)."
             )
-        self.model.load_adapter_state_dict(load_file(str(folder / ADAPTER_WEIGHTS_NAME)))
+        self.model.load_adapter(folder)
         self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_NAME, weights_only=True))
         self.lr_scheduler.load_state_dict(torch.load(folder / SCHEDULER_NAME, weights_only=True))
         self.state = TrainerState.load_from_json(str(folder / TRAINER_STATE_NAME))
