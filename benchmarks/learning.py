@@ -4,6 +4,8 @@
     HF_HUB_OFFLINE=1 python benchmarks/learning.py --config recipes/smollm2-135m/learning/config_synthetic.yaml \
         --accuracies 0.9 --seeds 0 --total_timesteps 256          # one quick run
     HF_HUB_OFFLINE=1 python benchmarks/learning.py --config ... --kl_coef 0.05 --output_dir outputs/learning-kl  # ablation
+    HF_HUB_OFFLINE=1 python benchmarks/learning.py --config ... --use_peft true --lora_r 16 --lora_alpha 32 \
+        --lora_dropout 0.0 --lora_target_modules all-linear --llm_learning_rate 5e-4 --output_dir outputs/learning-lora
 
 For each news accuracy (0.5: no information; 0.7; 0.9) and seed, a synthetic market (`flagtrl.data.synthetic`, one
 stock, the paper's stock windows: train 2020-07-01 → 2020-09-30, test 2020-10-01 → 2021-05-06) is generated with that
@@ -18,7 +20,9 @@ It prints, per accuracy, each agent's mean ± std over seeds in both metric conv
 returns of +1/0/-1 positions; `standard`: the account's equity curve), the per-seed checks of the target (at 0.7 and
 0.9 the trained policy beats buy-and-hold and random on every seed and reaches half the news agent's Sharpe; at 0.5 it
 shows no edge over them), and writes `results.json` (versions, hardware, seeds, every run), `results.md` and
-`learning_curve.png` (test-window Sharpe against environment steps) to `--output_dir`. Completed runs are kept in
+`learning_curve.png` (test-window Sharpe against environment steps) to `--output_dir`. With `--use_peft true` (TRL's
+`ModelConfig` LoRA fields; `--load_in_4bit true` for QLoRA) the policy trains LoRA adapters on the trainable layers
+instead of the layers themselves (`flagtrl.models.lora`). Completed runs are kept in
 `runs/` and skipped when the benchmark is started again with the same settings.
 """
 
@@ -49,10 +53,10 @@ from flagtrl.agents import BuyAndHoldAgent, NewsSentimentAgent, RandomAgent  # n
 from flagtrl.agents.flag_agent import FlagAgent  # noqa: E402
 from flagtrl.backtest import evaluate_agents  # noqa: E402
 from flagtrl.data.synthetic import make_synthetic_dataset  # noqa: E402
-from flagtrl.models import FlagPolicy, load_backbone, load_tokenizer  # noqa: E402
 from flagtrl.models.loading import cpu_has_fast_bf16  # noqa: E402
 from flagtrl.prompt import PROMPT_VERSION  # noqa: E402
 from flagtrl.strict_json import decode_non_finite, write_json  # noqa: E402
+from flagtrl.trainer.policy_loading import load_policy  # noqa: E402
 from flagtrl.trainer.ppo_flag_config import FlagPPOConfig  # noqa: E402
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer  # noqa: E402
 
@@ -172,20 +176,7 @@ def train_and_evaluate(accuracy: float, seed: int, bench: LearningBenchmarkArgum
     dataset = make_synthetic_dataset(
         assets={ASSET: "stock"}, seed=seed, news_accuracy=accuracy, windows=bench.windows()
     )
-    tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
-    backbone = load_backbone(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        dtype=model_args.dtype,
-        num_trainable_layers=args.num_trainable_layers,
-    )
-    policy = FlagPolicy.from_backbone(
-        backbone,
-        tokenizer,
-        num_trainable_layers=args.num_trainable_layers,
-        policy_head_init=args.policy_head_init,
-        base_model_name_or_path=model_args.model_name_or_path,
-    )
+    policy, tokenizer = load_policy(model_args, args)
     run_args = copy.deepcopy(args)
     run_args.seed = seed
     trainer = FlagPPOTrainer(policy, run_args, dataset, processing_class=tokenizer)
@@ -325,6 +316,9 @@ def main(bench: LearningBenchmarkArguments, args: FlagPPOConfig, model_args: Mod
     (output / "runs").mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in args.to_dict().items() if k not in IGNORED_SETTINGS}
     settings.update(model=model_args.model_name_or_path, dtype=str(model_args.dtype))
+    if model_args.use_peft:  # in the run key: a LoRA run never reuses a full-top-layer run's result, nor the reverse
+        lora_keys = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "load_in_4bit", "load_in_8bit")
+        settings.update(use_peft=True, **{k: getattr(model_args, k) for k in lora_keys})
     settings.update(eval_days=bench.eval_days, eval_every=bench.eval_every, prompt_version=PROMPT_VERSION)
     settings.update(train_window=bench.train_window, test_window=bench.test_window)
     accuracies = [float(a) for a in bench.accuracies.split(",")]

@@ -26,7 +26,20 @@ Sections (`--sections`, all by default):
   GPU): RMS and largest |d log pi|, |d V|, |d KL|, and whether the fast path stays within 2x the naive path's error;
 - num_envs: env steps/s of one PPO iteration against `num_envs` on a warm trunk cache, suffixes batched or row by row;
 - levers: per-sample CPU cost of a warm step's parts (frozen suffix, top layers, update, prompt building) and of each
-  lever (trunk dtype, int8 dynamic quantisation, eager attention, a shorter account suffix), with its drift.
+  lever (trunk dtype, int8 dynamic quantisation, eager attention, a shorter account suffix), with its drift;
+- lora: the training variants below, each in its own process (`--variants`).
+
+LoRA beside full top layers (`--variants`, default `full,lora_top,lora_all`; `qlora_top` adds 4-bit QLoRA): the same
+iteration with every speed-up on, each training variant in its own process (so that each peak RSS is its own), cold
+then warm trunk cache:
+
+- full: the paper's 2 top layers trained in full;
+- lora_top: LoRA (`--lora_r`, alpha 2r, no dropout, `--lora_target_modules`) on the 2 top layers, base weights frozen;
+- lora_all: LoRA on every layer (TWOSOME-style): no frozen trunk to cache, every step runs all layers, the reference
+  (adapters disabled) too;
+- qlora_top: lora_top on a 4-bit (nf4) model.
+
+`--skip_speedups` runs the LoRA comparison alone (`--sections lora`).
 
 Timings on a machine shared with other jobs vary from run to run: the ratios, measured minutes apart in one process
 (the levers interleaved), and CPU seconds are the figures to read. By default the benchmark uses only the cores that
@@ -40,6 +53,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import multiprocessing
 import os
 import resource
 import tempfile
@@ -53,11 +67,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from flagtrl.backtest import split_windows  # noqa: E402
-from flagtrl.data.schema import market_series  # noqa: E402
+from flagtrl.data.schema import load_market_dataset, market_series  # noqa: E402
 from flagtrl.envs.trading_env import TradingEnv  # noqa: E402
 from flagtrl.hardware import cpu_has_native_bf16  # noqa: E402
 from flagtrl.models import FlagPolicy  # noqa: E402
-from flagtrl.models.loading import SMOLLM2_ID, load_backbone, load_tokenizer, resolve_dtype  # noqa: E402
+from flagtrl.models.loading import (  # noqa: E402
+    SMOLLM2_ID,
+    cpu_has_fast_bf16,
+    load_backbone,
+    load_tokenizer,
+    resolve_dtype,
+)
 from flagtrl.models.trunk_cache import TrunkCache, compute_prefix  # noqa: E402
 from flagtrl.prompt import PromptBuilder, PromptConfig  # noqa: E402
 from flagtrl.trainer.ppo_flag_config import FlagPPOConfig  # noqa: E402
@@ -88,10 +108,9 @@ class NaiveReferenceTrainer(FlagPPOTrainer):
 
 
 def prepare_dataset(path: str | None, assets: list[str]):
+    """The market dataset and its folder (skfolio prices written to a temporary folder when `path` is unset)."""
     if path:
-        from datasets import load_from_disk
-
-        return load_from_disk(path)
+        return load_market_dataset(path), path
     from flagtrl.data.builder import build_market_dataset, save_market_dataset
     from flagtrl.data.sources import SKFOLIO_CARD, clip_dates, read_skfolio
 
@@ -100,7 +119,7 @@ def prepare_dataset(path: str | None, assets: list[str]):
     folder = tempfile.mkdtemp(prefix="flagtrl-bench-")
     save_market_dataset(dataset, folder, SKFOLIO_CARD)
     print(f"dataset: skfolio adjusted closes of {','.join(assets)} (paper windows), written to {folder}")
-    return dataset
+    return dataset, folder
 
 
 def peak_rss_gib() -> float:
@@ -216,6 +235,116 @@ def errors_against(outputs, reference, masks) -> dict[str, float]:
         "v_max": float(d_values.abs().max()),
         "kl_max": float(d_kl.abs().max()),
     }
+
+
+VARIANTS = {
+    "full": dict(peft=False, top_layers=True, bits=None),
+    "lora_top": dict(peft=True, top_layers=True, bits=None),
+    "lora_all": dict(peft=True, top_layers=False, bits=None),
+    "qlora_top": dict(peft=True, top_layers=True, bits=4),
+}
+NUM_TOP_LAYERS = 2
+
+
+def run_variant(name: str, args, dataset_path: str, threads: int, results) -> None:
+    """One training variant in its own process: one PPO iteration on a cold trunk cache, then the same iteration from
+    the same weights on the warm cache; puts its figures on `results` (a queue)."""
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+
+    torch.set_num_threads(threads)
+    spec = VARIANTS[name]
+    dataset = load_market_dataset(dataset_path)
+    tokenizer = load_tokenizer(SMOLLM2_ID)
+    quantization = None
+    if spec["bits"] == 4:
+        dtype = torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+    backbone = load_backbone(SMOLLM2_ID, quantization_config=quantization, quantize_trainable_layers=spec["peft"])
+    layers = NUM_TOP_LAYERS if spec["top_layers"] else backbone.config.num_hidden_layers
+    peft_config = None
+    if spec["peft"]:
+        target = args.lora_target_modules.split(",")
+        peft_config = LoraConfig(
+            r=args.lora_r,
+            lora_alpha=2 * args.lora_r,
+            lora_dropout=0.0,
+            target_modules=target[0] if len(target) == 1 else target,
+        )
+    torch.manual_seed(args.seed)
+    policy = FlagPolicy.from_backbone(backbone, tokenizer, num_trainable_layers=layers, peft_config=peft_config)
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    initial = {k: v.clone() for k, v in policy.adapter_state_dict().items()}
+    output_dir = tempfile.mkdtemp(prefix="flagtrl-bench-out-")
+    # With LoRA on every layer the frozen trunk is the embedding table: nothing worth caching.
+    overrides = dict(num_trainable_layers=layers, use_trunk_cache=policy.num_frozen_layers > 0)
+    cold = FlagPPOTrainer(policy, make_config(args, output_dir, **overrides), dataset, processing_class=tokenizer)
+    cold_seconds, cold_cpu, cold_log = timed_train(cold)
+    warm_seconds, warm_cpu, warm_log = cold_seconds, cold_cpu, cold_log
+    if cold.trunk_cache is not None:
+        policy.load_adapter_state_dict(initial)
+        warm = FlagPPOTrainer(policy, make_config(args, output_dir, **overrides), dataset, processing_class=tokenizer)
+        warm.trunk_cache = cold.trunk_cache
+        warm_seconds, warm_cpu, warm_log = timed_train(warm)
+    results.put(
+        {
+            "name": name,
+            "layers": layers,
+            "trainable": trainable,
+            "steps": cold.args.batch_size,
+            "cold_seconds": cold_seconds,
+            "warm_seconds": warm_seconds,
+            "warm_cpu": warm_cpu,
+            "peak_rss": peak_rss_gib(),
+            "dtype": str(backbone.dtype),
+            "loss": warm_log["objective/loss"],
+        }
+    )
+
+
+def compare_variants(args, dataset_path: str) -> None:
+    """Run each of `args.variants` in a fresh process and print its throughput and peak memory as it finishes."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    labels = {
+        "full": f"full, top {NUM_TOP_LAYERS} layers",
+        "lora_top": f"LoRA, top {NUM_TOP_LAYERS} layers",
+        "lora_all": "LoRA, every layer",
+        "qlora_top": f"QLoRA 4-bit, top {NUM_TOP_LAYERS} layers",
+    }
+    print()
+    print(
+        f"LoRA beside full top layers: one PPO iteration, every speed-up on, each variant in its own process "
+        f"({torch.get_num_threads()} thread(s), LoRA r={args.lora_r} on {args.lora_target_modules}, "
+        f"load average {os.getloadavg()[0]:.1f})"
+    )
+    print(
+        f"{'training':<34}{'trained params':>15}{'env steps/s':>12}{'s/step':>8}{'cold s/step':>12}"
+        f"{'CPU s/step':>11}{'vs full':>9}{'peak RSS GiB':>13}"
+    )
+    base = None
+    for name in args.variants:
+        process = context.Process(
+            target=run_variant, args=(name, args, dataset_path, torch.get_num_threads(), results)
+        )
+        process.start()
+        process.join()
+        if process.exitcode != 0:
+            raise RuntimeError(f"The {name} variant failed (exit code {process.exitcode}).")
+        row = results.get(timeout=60)
+        base = base or row
+        rate = row["steps"] / row["warm_seconds"]
+        print(
+            f"{labels[name]:<34}{row['trainable']:>15,}{rate:>12.3f}{1 / rate:>8.2f}"
+            f"{row['cold_seconds'] / row['steps']:>12.2f}{row['warm_cpu'] / row['steps']:>11.2f}"
+            f"{base['warm_seconds'] / row['warm_seconds']:>8.2f}x{row['peak_rss']:>13.2f}",
+            flush=True,
+        )
+    print(
+        f"({base['steps']} environment steps a run, {base['dtype']}; env steps/s and s/step on the warm trunk cache, "
+        f"'vs full' against the first variant; LoRA on every layer has no frozen trunk to cache; load average now "
+        f"{os.getloadavg()[0]:.1f})"
+    )
 
 
 def float32_referenced_errors(policy: FlagPolicy, prompts, masks, dtypes: list[torch.dtype]) -> dict:
@@ -360,7 +489,6 @@ def throughput_section(args, dataset, tokenizer, output_dir: str) -> FlagPolicy:
         "(with 1 thread the CPU cost is the wall-clock time on one idle core; "
         f"the trunk cache of the whole run holds {days} prefixes, {days * prefix_mb:.0f} MiB)"
     )
-
     return trained
 
 
@@ -579,9 +707,10 @@ def main() -> None:
     parser.add_argument("--check_states", type=int, default=8, help="States per asset of the exactness comparison.")
     parser.add_argument(
         "--sections",
-        default="throughput,exactness,num_envs,levers",
+        default="throughput,exactness,num_envs,levers,lora",
         help="Comma-separated: throughput (naive vs fast), exactness (float32-referenced errors per dtype), num_envs "
-        "(env steps/s against num_envs), levers (per-sample costs of a warm step and of each lever).",
+        "(env steps/s against num_envs), levers (per-sample costs of a warm step and of each lever), lora (LoRA and "
+        "full top layers, `--variants`).",
     )
     parser.add_argument("--num_envs_table", default="1,2,4,8,16", help="num_envs values of the num_envs table.")
     parser.add_argument("--table_steps", type=int, default=8, help="num_steps of each num_envs run (batch n x it).")
@@ -593,10 +722,22 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads; 0: one per core left idle by other jobs (load average)."
     )
+    parser.add_argument(
+        "--variants",
+        default="full,lora_top,lora_all",
+        help="Training variants of the lora section, each in its own process: full, lora_top, lora_all, qlora_top.",
+    )
+    parser.add_argument("--lora_r", type=int, default=16, help="LoRA rank of the LoRA variants (alpha = 2 r).")
+    parser.add_argument("--lora_target_modules", default="all-linear", help="LoRA target modules (comma-separated).")
+    parser.add_argument("--skip_speedups", action="store_true", help="Only the LoRA comparison (`--sections lora`).")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     args.assets = [a.strip().upper() for a in args.assets.split(",")]
-    sections = {s.strip() for s in args.sections.split(",")}
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown --variants {unknown}; choose from {sorted(VARIANTS)}")
+    sections = {"lora"} if args.skip_speedups else {s.strip() for s in args.sections.split(",")}
     args.trunk_dtype = resolve_dtype(args.dtype)
     cores = os.cpu_count() or 1
     torch.set_num_threads(args.threads or max(1, min(cores, cores - round(os.getloadavg()[0]))))
@@ -604,7 +745,7 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} "
         f"(other jobs on this machine slow every run), {machine_description()}"
     )
-    dataset = prepare_dataset(args.dataset, args.assets)
+    dataset, dataset_path = prepare_dataset(args.dataset, args.assets)
     tokenizer = load_tokenizer(SMOLLM2_ID)
     output_dir = tempfile.mkdtemp(prefix="flagtrl-bench-out-")
     policy = None
@@ -620,6 +761,10 @@ def main() -> None:
         num_envs_section(policy, args, dataset, tokenizer, output_dir)
     if "levers" in sections:
         levers_section(policy, args, dataset, tokenizer, output_dir)
+    if "lora" in sections and args.variants:
+        del policy
+        gc.collect()
+        compare_variants(args, dataset_path)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from flagtrl.actions import TRADING_MODES  # noqa: E402
 from flagtrl.data.schema import MarketSeries  # noqa: E402
 from flagtrl.data.sources import read_skfolio  # noqa: E402
 from flagtrl.envs import TradingEnv  # noqa: E402
@@ -83,7 +84,7 @@ def main() -> None:
     print("| reward | mode | first-3 share of squared reward | corr(G, episode Sharpe) |")
     print("| :--- | :--- | ---: | ---: |")
     for label, reward, kwargs in VARIANTS:
-        for mode in ("paper", "position"):
+        for mode in TRADING_MODES:
             share, correlation = diagnose(series, mode, reward, kwargs, args.episodes, args.episode_length, args.gamma)
             print(f"| {label} | {mode} | {100 * share:.1f} % | {correlation:.2f} |")
 

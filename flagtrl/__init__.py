@@ -50,7 +50,8 @@ _import_structure = {
     "data.synthetic": ["make_synthetic_dataset"],
     "data.validation": ["MarketDataError", "validate_rows"],
     "envs.trading_env": ["TradingEnv"],
-    "metrics": ["TradingMetrics", "compute_metrics", "format_metrics_table", "paper_metrics", "standard_metrics"],
+    "metrics": ["TradingMetrics", "compute_metrics", "paper_metrics", "standard_metrics"],
+    "metrics_table": ["format_metrics_table"],
     "models.flag_policy": ["FlagPolicy", "FlagPolicyConfig"],
     "models.loading": ["load_backbone", "load_tokenizer"],
     "portfolio.backtest": ["PortfolioBacktestResult", "run_portfolio_backtest"],
@@ -101,7 +102,8 @@ if TYPE_CHECKING:
     from .data.synthetic import make_synthetic_dataset
     from .data.validation import MarketDataError, validate_rows
     from .envs.trading_env import TradingEnv
-    from .metrics import TradingMetrics, compute_metrics, format_metrics_table, paper_metrics, standard_metrics
+    from .metrics import TradingMetrics, compute_metrics, paper_metrics, standard_metrics
+    from .metrics_table import format_metrics_table
     from .models.flag_policy import FlagPolicy, FlagPolicyConfig
     from .models.loading import load_backbone, load_tokenizer
     from .portfolio.backtest import PortfolioBacktestResult, run_portfolio_backtest

@@ -118,7 +118,7 @@ def run_backtest(
     end: str,
     seed: int = 0,
     greedy: bool = True,
-    mode: str = "paper",
+    mode: str = "all_in",
     initial_cash: float = 100_000.0,
     transaction_cost_bps: float = 0.0,
     risk_free_rate: float = 0.0,
@@ -133,7 +133,7 @@ def run_backtest(
         start (`str`), end (`str`): Evaluation window, inclusive ISO dates.
         seed (`int`, *optional*, defaults to `0`): Seeds the environment, the agent (`reset`) and action sampling.
         greedy (`bool`, *optional*, defaults to `True`): Take each distribution's argmax instead of sampling it.
-        mode (`str`, *optional*, defaults to `"paper"`): Trading mode (`paper` or `position`).
+        mode (`str`, *optional*, defaults to `"all_in"`): Trading mode (`all_in` or `position`).
         initial_cash (`float`, *optional*, defaults to `100_000.0`): Starting cash.
         transaction_cost_bps (`float`, *optional*, defaults to `0.0`): Cost per trade, in basis points.
         risk_free_rate (`float`, *optional*, defaults to `0.0`): Annual risk-free rate of the `standard` metrics.
@@ -211,7 +211,7 @@ def run_backtest(
         start=trajectory[0]["date"],
         end=trajectory[-1]["date"],
         seed=seed,
-        mode=mode,
+        mode=env.mode,
         trajectory=trajectory,
         metrics=metrics,
         invalid_actions=invalid,

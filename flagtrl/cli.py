@@ -29,13 +29,15 @@ class BacktestArguments:
             `flag:<adapter folder or Hub id>` for a trained FLAG policy or `zero_shot:<model>` for an untrained LLM
             (`flagtrl.agents.registry.make_agent`).
         convention (`str`): Metric convention of the printed table (`paper` or `standard`); the JSON has both.
-        mode (`str`): Trading mode: `paper` (all-in buy / liquidate sell) or `position` (long / flat / short).
+        mode (`str`): Trading mode: `all_in` (all-in buy / liquidate sell) or `position` (long / flat / short).
         seed (`int`): Seed of the environment and of sampled actions.
         greedy (`bool`): Take the most likely action instead of sampling.
         transaction_cost_bps (`float`): Cost of each trade in basis points.
         initial_cash (`float`): Starting cash.
         risk_free_rate (`float`): Annual risk-free rate of the `standard` metrics.
         output_json (`str`, *optional*): Where to write the metrics (both conventions) and the trajectory.
+        anonymise (`bool`): LLM agents read anonymised prompts (no ticker, names, dates or price levels;
+            `flagtrl.anonymisation`).
     """
 
     dataset: str = field(metadata={"help": "Folder of a prepared market dataset."})
@@ -47,13 +49,14 @@ class BacktestArguments:
         metadata={"help": "Baseline name, flag:<adapter folder or Hub id> or zero_shot:<model>."},
     )
     convention: str = field(default="paper", metadata={"help": "Metric convention of the table: paper or standard."})
-    mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
+    mode: str = field(default="all_in", metadata={"help": "Trading mode: all_in or position."})
     seed: int = field(default=0, metadata={"help": "Seed of the environment and of sampled actions."})
     greedy: bool = field(default=True, metadata={"help": "Take the most likely action instead of sampling."})
     transaction_cost_bps: float = field(default=0.0, metadata={"help": "Cost of each trade in basis points."})
     initial_cash: float = field(default=100_000.0, metadata={"help": "Starting cash."})
     risk_free_rate: float = field(default=0.0, metadata={"help": "Annual risk-free rate of the standard metrics."})
     output_json: str | None = field(default=None, metadata={"help": "Where to write metrics and trajectory (JSON)."})
+    anonymise: bool = field(default=False, metadata={"help": "LLM agents read anonymised prompts."})
 
     def __post_init__(self):
         # Dates are compared as ISO strings: `01/10/2020` would silently select the wrong days.
@@ -64,17 +67,28 @@ class BacktestArguments:
             raise ValueError(f"--start {self.start} is after --end {self.end}.")
         if self.convention not in ("paper", "standard"):
             raise ValueError(f"Unknown --convention {self.convention!r}; choose paper or standard.")
+        if self.anonymise and not self.agent.startswith(("flag:", "zero_shot:")):
+            raise ValueError(
+                f"--anonymise changes what an LLM reads; {self.agent!r} is a rule that reads prices only."
+            )
 
 
 def backtest(argv: list[str]) -> int:
     from .agents.registry import make_agent
     from .backtest import run_backtest
     from .data.schema import load_market_dataset, market_series
-    from .metrics import format_metrics_table
+    from .metrics_table import format_metrics_table
+    from .prompt import PromptConfig
 
     (args,) = HfArgumentParser(BacktestArguments, prog="flagtrl backtest").parse_args_into_dataclasses(args=argv)
     series = market_series(load_market_dataset(args.dataset), args.asset)
-    agent = make_agent(args.agent, seed=args.seed)
+    params = {}
+    if args.anonymise:  # an adapter keeps its other prompt settings; a zero-shot model gets the default prompt
+        if args.agent.startswith("flag:"):
+            params["prompt_overrides"] = {"anonymise": True}
+        else:
+            params["prompt_config"] = PromptConfig(anonymise=True)
+    agent = make_agent(args.agent, seed=args.seed, **params)
     result = run_backtest(
         agent,
         series,

@@ -23,6 +23,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from .actions import ACTIONS
+from .anonymisation import ANONYMISED_NOTE, anonymise_state
 from .state import TradingState
 
 
@@ -36,7 +37,7 @@ TASK_DESCRIPTION = (
     "{asset} ({asset_class}). Your goal is to maximise the long-term return of the account while managing risk."
 )
 ACTIONS_DESCRIPTION = {
-    "paper": (
+    "all_in": (
         "Actions: buy = invest all cash in {asset} at today's closing price; sell = sell all shares of {asset} at "
         "today's closing price; hold = keep the account as it is."
     ),
@@ -80,6 +81,14 @@ class PromptConfig:
             the news of a synthetic market: `last` reached 100 % held-out accuracy in 50 steps, `market` stayed at
             chance (the last token, 150 tokens of account JSON later, does not find one sentence mid-prompt). `last`
             costs the news' tokens in the frozen layers on every step.
+        anonymise (`bool`, *optional*, defaults to `False`): Hide what a model could have memorised
+            (`flagtrl.anonymisation`): the ticker and company names become `ASSET` (other known companies `OTHER`)
+            in the prompt, news and filings; dates become day offsets (`day -9` ... `day 0`) and `[date]`/`[year]`
+            in text; the shown closes are rebased to 100 on the first day shown and currency amounts in text become
+            `[amount]`. Compare an agent's results with and without it to measure memorisation (`flagtrl benchmark`'s
+            `inputs: [real, anonymised]`); train with it so that a policy never learns from names or dates.
+        anonymise_aliases (`dict[str, list[str]]`, *optional*): More names to hide per ticker (brands, people),
+            beside `flagtrl.anonymisation.KNOWN_NAMES`.
     """
 
     price_history_days: int = 10
@@ -92,6 +101,8 @@ class PromptConfig:
     account_tokens: int | None = None
     answer_prefix: bool = True
     news_position: str = "last"
+    anonymise: bool = False
+    anonymise_aliases: dict[str, list[str]] | None = None
 
     def __post_init__(self):
         if self.news_position not in NEWS_POSITIONS:
@@ -106,7 +117,12 @@ class PromptConfig:
 
     def fingerprint(self) -> str:
         """Short hash of the prompt version and settings (part of cache keys and of saved adapters' config)."""
-        payload = json.dumps({"version": PROMPT_VERSION, **asdict(self)}, sort_keys=True)
+        settings = asdict(self)
+        # The anonymisation fields join the hash only when set, so that real-input prompts keep their fingerprints.
+        for name in ("anonymise", "anonymise_aliases"):
+            if not settings[name]:
+                settings.pop(name)
+        payload = json.dumps({"version": PROMPT_VERSION, **settings}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -174,21 +190,23 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """Chat messages of lang(s_t): a system turn (task, actions, output format) and a user turn (market JSON, account
     JSON, and with `news_position="last"` the day's news after them). `news_items` caps the news shown (default:
-    `config.max_news_items`)."""
+    `config.max_news_items`). The state is rendered as given: `PromptBuilder` anonymises it first when
+    `config.anonymise` is set (`PromptBuilder.visible_state`)."""
     news_items = config.max_news_items if news_items is None else news_items
     news_last = config.news_position == "last"
     if market is None:
         market = market_data(
             state, config, config.price_history_days, 0 if news_last else news_items, config.include_filings
         )
-    system = "\n".join(
-        [
-            TASK_DESCRIPTION.format(asset=state.asset, asset_class=state.asset_class),
-            ACTIONS_DESCRIPTION[state.mode].format(asset=state.asset),
-            # The output format sits in the system turn, part of the cached market prefix, not the per-step suffix.
-            OUTPUT_FORMAT,
-        ]
-    )
+    system = [
+        TASK_DESCRIPTION.format(asset=state.asset, asset_class=state.asset_class),
+        ACTIONS_DESCRIPTION[state.mode].format(asset=state.asset),
+        # The output format sits in the system turn, part of the cached market prefix, not the per-step suffix.
+        OUTPUT_FORMAT,
+    ]
+    if config.anonymise:
+        system.insert(1, ANONYMISED_NOTE)
+    system = "\n".join(system)
     user = (
         f"Market state:\n{json.dumps(market, ensure_ascii=False, separators=(',', ':'))}\n\n"
         f"{ACCOUNT_MARKER}\n{json.dumps(account_data(state, config, history), separators=(',', ':'))}"
@@ -243,6 +261,12 @@ class PromptBuilder:
         self._market_cache: dict[tuple[str, str, str], list[int]] = {}
         self.market_cache_size = 4096
 
+    def visible_state(self, state: TradingState) -> TradingState:
+        """The state the model is shown: `state` itself, or its anonymised copy when `config.anonymise` is set."""
+        if not self.config.anonymise:
+            return state
+        return anonymise_state(state, self.config.price_history_days, self.config.anonymise_aliases)
+
     def render(
         self,
         state: TradingState,
@@ -251,6 +275,15 @@ class PromptBuilder:
         news_items: int | None = None,
     ) -> tuple[str, str]:
         """The prompt text split into (market prefix, account suffix)."""
+        return self._render(self.visible_state(state), market, history, news_items)
+
+    def _render(
+        self,
+        state: TradingState,
+        market: dict | None = None,
+        history: int | None = None,
+        news_items: int | None = None,
+    ) -> tuple[str, str]:
         text = self.tokenizer.apply_chat_template(
             build_messages(state, self.config, market, history, news_items), tokenize=False, add_generation_prompt=True
         )
@@ -272,12 +305,13 @@ class PromptBuilder:
         key = (state.asset, state.date, state.mode)
         if key in self._market_cache:
             return self._market_cache[key]
+        state = self.visible_state(state)
         budget = config.max_prompt_tokens - config.account_tokens
         news = config.max_news_items if config.news_position == "market" else 0
         filings, days = config.include_filings, config.price_history_days
         while True:
             market = market_data(state, config, days, news, filings)
-            market_ids = self._tokenize(self.render(state, market)[0])
+            market_ids = self._tokenize(self._render(state, market)[0])
             if len(market_ids) <= budget:
                 break
             if news and state.news:
@@ -288,7 +322,7 @@ class PromptBuilder:
                 days = max(1, days // 2)
             else:
                 raise ValueError(
-                    f"The market prompt for {state.asset} on {state.date} needs {len(market_ids)} tokens with no news, "
+                    f"The market prompt for {key[0]} on {key[1]} needs {len(market_ids)} tokens with no news, "
                     f"no filings and one price; max_prompt_tokens - account_tokens = {budget} is too small."
                 )
         if len(self._market_cache) >= self.market_cache_size:
@@ -303,20 +337,22 @@ class PromptBuilder:
             `ValueError`: when the account suffix exceeds its reserved `account_tokens`.
         """
         market_ids = self.encode_market(state)
+        key = (state.asset, state.date, state.mode, self.fingerprint)
+        state = self.visible_state(state)
         # Fewer previous decisions, then fewer news items (when they come last), are shown when the suffix would
         # overflow its budget (never the balances).
         stub = {"asset": state.asset, "date": state.date}
         history, news = self.config.decision_history, self.config.max_news_items
-        account_ids = self._tokenize(self.render(state, stub, history, news)[1])
+        account_ids = self._tokenize(self._render(state, stub, history, news)[1])
         while len(account_ids) > self.config.account_tokens and (history > 0 or news > 0):
             if history > 0:
                 history = history // 2
             else:
                 news -= 1
-            account_ids = self._tokenize(self.render(state, stub, history, news)[1])
+            account_ids = self._tokenize(self._render(state, stub, history, news)[1])
         if len(account_ids) > self.config.account_tokens:
             raise ValueError(
-                f"The account part of the prompt for {state.asset} on {state.date} needs {len(account_ids)} tokens even "
+                f"The account part of the prompt for {key[0]} on {key[1]} needs {len(account_ids)} tokens even "
                 f"with no previous decisions, more than account_tokens={self.config.account_tokens}; raise it."
             )
-        return EncodedPrompt(market_ids, account_ids, (state.asset, state.date, state.mode, self.fingerprint))
+        return EncodedPrompt(market_ids, account_ids, key)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .actions import NUM_ACTIONS
+
 
 @dataclass(eq=False)
 class TradingState:
@@ -25,7 +27,7 @@ class TradingState:
         past_actions (`list[str]`), past_rewards (`list[float]`), past_values (`list[float]`): The recent decisions,
             their rewards and the account values after them (newest last).
         action_mask (`np.ndarray`): 1 for valid actions, in `ACTIONS` order.
-        mode (`str`): `paper` or `position`.
+        mode (`str`): Trading mode, `all_in` or `position`.
     """
 
     asset: str
@@ -43,8 +45,8 @@ class TradingState:
     past_actions: list[str] = field(default_factory=list)
     past_rewards: list[float] = field(default_factory=list)
     past_values: list[float] = field(default_factory=list)
-    action_mask: np.ndarray = field(default_factory=lambda: np.ones(3, dtype=np.int8))
-    mode: str = "paper"
+    action_mask: np.ndarray = field(default_factory=lambda: np.ones(NUM_ACTIONS, dtype=np.int8))
+    mode: str = "all_in"
 
     @property
     def price(self) -> float:

@@ -18,13 +18,13 @@ import torch
 import transformers
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig, TrlParser, get_quantization_config
+from trl import ModelConfig, TrlParser
 
 from flagtrl.data.schema import load_market_dataset
-from flagtrl.metrics import format_metrics_table
-from flagtrl.models import FlagPolicy, load_backbone, load_tokenizer
+from flagtrl.metrics_table import format_metrics_table
 from flagtrl.strict_json import write_json
 from flagtrl.trainer.learning_curve import plot_learning_curve
+from flagtrl.trainer.policy_loading import load_policy
 from flagtrl.trainer.ppo_flag_config import FlagPPOConfig
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
 
@@ -58,26 +58,7 @@ def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args:
     dataset = load_market_dataset(script_args.dataset_name)
 
     # Model and tokenizer
-    if model_args.use_peft:
-        raise ValueError("use_peft: LoRA on the top layers is not supported yet; the top layers are trained in full.")
-    tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
-    backbone = load_backbone(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        dtype=model_args.dtype,
-        quantization_config=get_quantization_config(model_args),
-        num_trainable_layers=training_args.num_trainable_layers,
-        attn_implementation=model_args.attn_implementation,
-    )
-    policy = FlagPolicy.from_backbone(
-        backbone,
-        tokenizer,
-        num_trainable_layers=training_args.num_trainable_layers,
-        policy_head_init=training_args.policy_head_init,
-        base_model_name_or_path=model_args.model_name_or_path,
-        prompt_config=vars(training_args.prompt_config()),
-        last_token_top_layer=training_args.last_token_top_layer,
-    )
+    policy, tokenizer = load_policy(model_args, training_args)
 
     # Trainer
     trainer = FlagPPOTrainer(policy, training_args, dataset, tokenizer)

@@ -78,6 +78,30 @@ def build_tiny_llama(vocab_size: int, num_layers: int = 4, seed: int = 0, hidden
     return LlamaForCausalLM(config)
 
 
+def account_state(cash: float, shares: float, date: str = "2021-01-05", mask=None):
+    """A two-day `TradingState` of asset AAA (closes 10 and 11) with this account; the all-in mask unless `mask`."""
+    import numpy as np
+
+    from flagtrl.state import TradingState
+
+    mask = np.array([shares > 0, True, cash > 0] if mask is None else mask, dtype=np.int8)
+    return TradingState(
+        asset="AAA",
+        asset_class="stock",
+        date=date,
+        step=0,
+        dates=["2021-01-04", date],
+        prices=np.array([10.0, 11.0]),
+        news=[],
+        filings=[],
+        cash=cash,
+        shares=shares,
+        account_value=cash + 11.0 * shares,
+        position=int(shares > 0),
+        action_mask=mask,
+    )
+
+
 def tiny_ppo_config(output_dir, **overrides):
     """A `FlagPPOConfig` small enough for CPU unit tests: 2 environments, 4 steps a rollout, 3 PPO iterations,
     episodes of 6 steps (they cross rollout boundaries), fp32, no saving, evaluation or trackers."""

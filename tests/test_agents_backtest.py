@@ -32,7 +32,7 @@ def series_of(prices, asset: str = "TOY", asset_class: str = "stock") -> MarketS
     return MarketSeries(asset=asset, asset_class=asset_class, dates=business_dates(len(prices)), close=prices)
 
 
-def state_of(prices, cash: float = 1000.0, shares: float = 0.0, mode: str = "paper") -> TradingState:
+def state_of(prices, cash: float = 1000.0, shares: float = 0.0, mode: str = "all_in") -> TradingState:
     prices = np.asarray(prices, dtype=np.float64)
     dates = business_dates(len(prices))
     mask = np.ones(3, dtype=np.int8) if mode == "position" else np.array([shares > 0, True, cash > 0], dtype=np.int8)
@@ -126,7 +126,7 @@ def test_random_agent_is_seeded():
 
 
 @pytest.mark.parametrize("name", ["buy_and_hold", "random", "ma_crossover", "momentum"])
-@pytest.mark.parametrize("mode", ["paper", "position"])
+@pytest.mark.parametrize("mode", ["all_in", "position"])
 def test_agents_return_valid_distributions(name, mode, msft_series):
     agent = make_baseline(name)
     agent.reset(0)

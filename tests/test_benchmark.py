@@ -4,6 +4,7 @@ contamination guard, zero-shot answer parsing, no look-ahead for every agent typ
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import account_state
 from datasets import Dataset, DatasetDict
 
 from flagtrl.actions import BUY, HOLD, SELL
@@ -127,7 +129,7 @@ def test_tiny_benchmark_end_to_end(tmp_path, synthetic_dir, tiny_model_dirs, cap
     # Every run: rules once (deterministic), random/generate/sampled FLAG per seed, greedy likelihood once.
     runs = sorted((out_dir / "runs").glob("*.json"))
     per_asset = {"buy_and_hold": 1, "random": 2, "ma_crossover": 1, "momentum": 1}
-    per_asset.update({"smollm2-generate": 2, "smollm2-likelihood": 1, "flag-demo": 2})
+    per_asset.update({"smollm2-generate": 2, "smollm2-constrained": 2, "smollm2-likelihood": 1, "flag-demo": 2})
     assert len(runs) == 2 * sum(per_asset.values())
     records = [json.loads(p.read_text()) for p in runs]
     assert all(r["status"] == "ok" for r in records)
@@ -159,7 +161,7 @@ def test_tiny_benchmark_end_to_end(tmp_path, synthetic_dir, tiny_model_dirs, cap
         start, _ = split_windows(dataset, "test", [asset])[asset]
         first, _ = series.window(start, "9999-12-31")
         expected = run_backtest(
-            BuyAndHoldAgent(), series, start, series.dates[first + 5], transaction_cost_bps=3.0, mode="paper"
+            BuyAndHoldAgent(), series, start, series.dates[first + 5], transaction_cost_bps=3.0, mode="all_in"
         )
         entry = next(e for e in results["summary"] if e["agent"] == "buy_and_hold" and e["asset"] == asset)
         assert (entry["start"], entry["end"]) == (expected.start, expected.end)
@@ -177,6 +179,23 @@ def test_tiny_benchmark_end_to_end(tmp_path, synthetic_dir, tiny_model_dirs, cap
     generate = [r for r in records if r["agent"] == "smollm2-generate"]
     assert all(r["agent_stats"]["decisions"] == 5 for r in generate)
     assert all(r["agent_stats"]["unparseable"] <= r["agent_stats"]["decisions"] for r in generate)
+    # Constrained generation: every answer of the random model parses, and none names a masked action.
+    constrained = [r for r in records if r["agent"] == "smollm2-constrained"]
+    assert [r["agent_stats"]["decisions"] for r in constrained] == [5] * 4
+    assert all(r["agent_stats"]["unparseable"] == r["agent_stats"]["masked"] == 0 for r in constrained)
+    # The report gives each LLM agent's unparseable rate over its runs (results.json too).
+    answers = {entry["agent"]: entry for entry in results["answers"]}
+    free_unparseable = sum(r["agent_stats"]["unparseable"] for r in generate)
+    assert answers["smollm2-generate"]["unparseable_rate"] == pytest.approx(free_unparseable / 20)
+    assert answers["smollm2-constrained"]["unparseable_rate"] == 0.0
+    assert answers["smollm2-likelihood"]["unparseable_rate"] is None  # probabilities, no text to parse
+    assert (
+        "| Agent | Answers | Runs | Decisions | Unparseable (→ hold) | Unparseable rate | Masked (→ hold) |" in report
+    )
+    assert "| smollm2-constrained | constrained generation, T=0.6 | 4 | 20 | 0 | 0.0 % | 0 |" in report
+    free_rate = f"{100 * free_unparseable / 20:.1f} %"
+    assert f"| smollm2-generate | free generation, T=0.6 | 4 | 20 | {free_unparseable} | {free_rate} |" in report
+    assert "| smollm2-likelihood | likelihood | 2 | 10 | 0 | n/a |" in report
 
 
 def test_rerun_skips_finished_runs_and_redoes_changed_ones(tmp_path, synthetic_dir):
@@ -374,16 +393,18 @@ def test_benchmark_recipes_parse(recipe):
     config = config_from(recipe)
     assert config.agent_specs and config.assets
     assert any(spec.type == "buy_and_hold" for spec in config.agent_specs)
-    assert "zero_shot" in {spec.type for spec in config.agent_specs}
+    # `__post_init__` validates and normalises declared fields; it adds no attribute of its own.
+    assert set(vars(config)) == {f.name for f in dataclasses.fields(config)}
 
 
-def test_a_benchmark_recipe_runs_a_trained_adapter():
+def test_benchmark_recipes_run_a_zero_shot_llm_and_a_trained_adapter():
+    # The rolling recipe runs rules only by default (an LLM over its 660 cells takes days on a CPU).
     types = {
         spec.type
         for recipe in (ROOT / "recipes" / "benchmark").glob("*.yaml")
         for spec in config_from(recipe).agent_specs
     }
-    assert "flag" in types
+    assert {"zero_shot", "flag"} <= types
 
 
 def test_unknown_keys_fail(tmp_path, synthetic_dir):
@@ -422,22 +443,7 @@ def test_parse_action(answer, action):
 
 
 def state_of(cash: float, shares: float, date: str = "2021-01-05") -> TradingState:
-    mask = np.array([shares > 0, True, cash > 0], dtype=np.int8)
-    return TradingState(
-        asset="AAA",
-        asset_class="stock",
-        date=date,
-        step=0,
-        dates=["2021-01-04", date],
-        prices=np.array([10.0, 11.0]),
-        news=[],
-        filings=[],
-        cash=cash,
-        shares=shares,
-        account_value=cash + 11.0 * shares,
-        position=int(shares > 0),
-        action_mask=mask,
-    )
+    return account_state(cash, shares, date)
 
 
 def test_zero_shot_fallback_and_masked_actions_are_counted(tiny_tokenizer, tiny_llama, monkeypatch):
@@ -527,7 +533,7 @@ def record_prompts(agent, tokenizer) -> list[tuple[str, str]]:
     return prompts
 
 
-@pytest.mark.parametrize("mode", ["paper", "position"])
+@pytest.mark.parametrize("mode", ["all_in", "position"])
 def test_no_look_ahead_for_every_agent_type(mode, tiny_tokenizer, tiny_model_dirs):
     from conftest import build_tiny_llama
 
@@ -664,3 +670,14 @@ def test_every_json_file_is_strict_and_a_wipe_out_is_reported(tmp_path):
     assert again["timing"]["skipped"] == 4
     assert json.dumps(again["summary"]) == json.dumps(first["summary"])
     strict_json((out_dir / "results.json").read_text())
+
+
+def test_anonymised_inputs_reach_zero_shot_and_flag_agents(tiny_model_dirs):
+    model_dir, adapter_dir = tiny_model_dirs
+    zero_shot = {"type": "zero_shot", "model": str(model_dir), "scoring": "likelihood", "prompt": TINY_PROMPT}
+    for spec in (AgentSpec(**zero_shot), AgentSpec(type="flag", adapter=str(adapter_dir))):
+        real = build_agent(spec)
+        anonymised = build_agent(AgentSpec(**{**vars(spec), "name": None, "anonymise": True}))
+        assert (real.builder.config.anonymise, anonymised.builder.config.anonymise) == (False, True)
+        # The adapter's other prompt settings are kept.
+        assert anonymised.builder.config.max_prompt_tokens == TINY_PROMPT["max_prompt_tokens"]

@@ -77,7 +77,7 @@ def test_backtest_prints_the_table_and_writes_json(dataset_dir, tmp_path, capsys
     output = tmp_path / "reports" / "aaa.json"
     assert main(backtest_args(dataset_dir, "--agent", "buy_and_hold", "--output_json", str(output))) == 0
     out = capsys.readouterr().out
-    assert "AAA 2021-03-01 → 2021-03-12 (10 trading days, mode=paper)" in out
+    assert "AAA 2021-03-01 → 2021-03-12 (10 trading days, mode=all_in)" in out
     assert "Metrics convention: paper" in out
     header = next(line for line in out.splitlines() if line.startswith("| Asset"))
     for column in ("CR%", "SR", "AV%", "MDD%", "Sortino"):
@@ -97,7 +97,7 @@ def test_backtest_prints_the_table_and_writes_json(dataset_dir, tmp_path, capsys
     trajectory = report["trajectory"]
     assert [row["price"] for row in trajectory] == AAA_PRICES
     assert trajectory[0]["action"] == "buy" and trajectory[-1]["action"] is None
-    assert (report["asset"], report["agent"], report["mode"]) == ("AAA", "buy_and_hold", "paper")
+    assert (report["asset"], report["agent"], report["mode"]) == ("AAA", "buy_and_hold", "all_in")
 
 
 def test_backtest_standard_convention_and_position_mode(dataset_dir, tmp_path, capsys):

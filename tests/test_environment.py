@@ -10,6 +10,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from flagtrl.actions import BUY, HOLD, SELL, action_mask
+from flagtrl.agents import BuyAndHoldAgent
+from flagtrl.backtest import run_backtest
 from flagtrl.data.schema import MarketSeries
 from flagtrl.envs import TradingEnv
 from flagtrl.rewards import running_sharpe
@@ -51,13 +53,13 @@ def strict_check_env(env: TradingEnv) -> None:
     assert not unexpected
 
 
-@pytest.mark.parametrize("mode", ["paper", "position"])
+@pytest.mark.parametrize("mode", ["all_in", "position"])
 @pytest.mark.parametrize("cost", [0.0, 10.0])
 def test_check_env_synthetic(mode, cost):
     strict_check_env(TradingEnv(synthetic_series(), episode_length=20, mode=mode, transaction_cost_bps=cost))
 
 
-@pytest.mark.parametrize("mode", ["paper", "position"])
+@pytest.mark.parametrize("mode", ["all_in", "position"])
 def test_check_env_msft(msft_series, mode):
     strict_check_env(TradingEnv(msft_series, window=("2020-10-01", "2021-05-05"), mode=mode, transaction_cost_bps=5.0))
 
@@ -312,7 +314,7 @@ def test_window_outside_the_data():
 # --- no look-ahead ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["paper", "position"])
+@pytest.mark.parametrize("mode", ["all_in", "position"])
 def test_state_holds_only_data_up_to_today(msft_series, mode):
     env = TradingEnv(
         msft_series, window=("2020-10-01", "2021-05-05"), episode_length=None, random_start=False, mode=mode
@@ -338,3 +340,17 @@ def test_state_holds_only_data_up_to_today(msft_series, mode):
         steps += 1
     assert state.date == "2021-05-05"
     assert steps == msft_series.dates.index("2021-05-05") - msft_series.dates.index("2020-10-01")
+
+
+def test_paper_trading_mode_is_a_deprecated_alias_of_all_in():
+    """`paper` names the metric convention; as a trading mode it still works, as `all_in`, with a FutureWarning."""
+    series = synthetic_series(10)
+    with pytest.warns(FutureWarning, match="'paper' is deprecated: use 'all_in'"):
+        env = TradingEnv(series, mode="paper", episode_length=None, random_start=False)
+    assert env.mode == "all_in"
+    with pytest.warns(FutureWarning):
+        result = run_backtest(BuyAndHoldAgent(), series, series.dates[0], series.dates[-1], mode="paper")
+    assert result.mode == "all_in"
+    assert result.metrics == run_backtest(BuyAndHoldAgent(), series, series.dates[0], series.dates[-1]).metrics
+    with pytest.raises(ValueError, match="Unknown trading mode 'long_only'"):
+        TradingEnv(series, mode="long_only")

@@ -19,7 +19,7 @@ from flagtrl.data.schema import market_series
 from flagtrl.data.synthetic import make_synthetic_dataset
 from flagtrl.envs import TradingEnv
 from flagtrl.models import FlagPolicy
-from flagtrl.models.flag_policy import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME
+from flagtrl.models.adapter_io import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME
 from flagtrl.models.loading import load_backbone
 from flagtrl.prompt import PROMPT_VERSION, PromptBuilder, PromptConfig
 
@@ -211,6 +211,36 @@ def test_adapter_without_reference_loads_the_pretrained_reference(tiny_llama, ti
         FlagPolicy.from_pretrained(tmp_path / "random", backbone=build_tiny_llama(len(tiny_tokenizer)))
     FlagPolicy.from_pretrained(
         tmp_path / "random", backbone=build_tiny_llama(len(tiny_tokenizer)), with_reference=False
+    )
+
+
+LEGACY_ADAPTER = Path(__file__).parent / "fixtures" / "adapter_main_2d75bbd"
+
+
+def test_an_adapter_saved_by_main_2d75bbd_still_loads(tiny_tokenizer):
+    """`fixtures/adapter_main_2d75bbd`: a full-top-layer adapter (tiny Llama, layers 2 and 3 trained, perturbed) written
+    by flagtrl at commit 2d75bbd, before LoRA. It loads as it did: the same settings, every tensor where it belongs."""
+    loaded = FlagPolicy.from_pretrained(LEGACY_ADAPTER, backbone=build_tiny_llama(len(tiny_tokenizer)))
+    assert loaded.peft_model is None and loaded.config_flag.peft_type is None
+    assert loaded.config_flag.base_model_name_or_path == "tiny-org/tiny-llama"
+    assert loaded.config_flag.prompt_config == {"max_prompt_tokens": 1024}
+    saved = load_file(str(LEGACY_ADAPTER / ADAPTER_WEIGHTS_NAME))
+    assert loaded.adapter_state_dict().keys() == saved.keys()
+    # An independent placement of the saved tensors: state_dict keys of the decoder layers, norm and heads.
+    expected = build_tiny_llama(len(tiny_tokenizer))
+    own = FlagPolicy.from_backbone(expected, tiny_tokenizer, num_trainable_layers=2)
+    for index in (2, 3):
+        prefix = f"layers.{index}."
+        own.backbone.model.layers[index].load_state_dict(
+            {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)}
+        )
+    own.backbone.model.norm.load_state_dict({"weight": saved["norm.weight"]})
+    own.policy_head.load_state_dict({"weight": saved["policy_head.weight"]})
+    own.value_head.load_state_dict({"weight": saved["value_head.weight"], "bias": saved["value_head.bias"]})
+    prompts = random_prompts(len(tiny_tokenizer), [6, 10])
+    assert torch.equal(probabilities(loaded, prompts), probabilities(own, prompts))
+    assert not torch.allclose(
+        probabilities(loaded, prompts), loaded.action_probabilities(prompts, ALL_VALID * 2, reference=True)
     )
 
 

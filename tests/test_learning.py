@@ -6,7 +6,8 @@ the move from t to t+1, exactly the interval a decision of day t trades (`flagtr
 `position` mode buy is right on positive days and sell on negative ones. The reward is the account's log return (in
 percent) and gamma = 0: an action's whole effect is its own reward. A tiny random Llama (2 layers, both trainable)
 starts near a third for every action; after about 1,300 environment steps PPO must put more than 0.8 on the right
-action for each signal, on held-out test-window days. Flipping the sign of the policy loss makes this test fail.
+action for each signal, on held-out test-window days, both when the two layers train in full and when they train LoRA
+adapters (peft, every linear module, base weights frozen). Flipping the sign of the policy loss makes either fail.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 import torch
 from conftest import build_tiny_llama, build_tiny_tokenizer, tiny_ppo_config
 
-from flagtrl.actions import BUY, SELL
+from flagtrl.actions import BUY, HOLD, NUM_ACTIONS, SELL
 from flagtrl.backtest import split_windows
 from flagtrl.data.schema import market_series
 from flagtrl.data.synthetic import make_synthetic_dataset
@@ -53,7 +54,7 @@ def prompt_tokenizer(series):
     texts = []
     for step in range(60):
         texts.append("".join(renderer.render(info["state"])))
-        _, _, _, _, info = env.step(step % 3)
+        _, _, _, _, info = env.step(step % NUM_ACTIONS)
     return build_tiny_tokenizer(corpus=texts, vocab_size=1500)
 
 
@@ -66,7 +67,7 @@ def right_action_probabilities(trainer: FlagPPOTrainer, series, window) -> tuple
         state = info["state"]
         prompts.append(trainer.builder.encode(state))
         positive.append("(Sentiment: positive)" in state.news[0])
-        _, _, _, _, info = env.step(1)
+        _, _, _, _, info = env.step(HOLD)
     with torch.no_grad():
         probs = trainer.model.action_probabilities(prompts, [[1, 1, 1]] * len(prompts)).numpy()
     positive = np.array(positive)
@@ -74,11 +75,23 @@ def right_action_probabilities(trainer: FlagPPOTrainer, series, window) -> tuple
     return float(probs[positive, BUY].mean()), float(probs[~positive, SELL].mean())
 
 
-def test_ppo_learns_to_follow_an_informative_signal(market, tmp_path):
+# LoRA on both layers (TWOSOME-style), every linear module: the heads alone cannot route the news to the last token.
+LORA = dict(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear")
+
+
+@pytest.mark.parametrize("training", ["full", "lora"])
+def test_ppo_learns_to_follow_an_informative_signal(market, tmp_path, training):
     dataset, series = market
     tokenizer = prompt_tokenizer(series)
     backbone = build_tiny_llama(len(tokenizer), num_layers=2, seed=0)
-    policy = FlagPolicy.from_backbone(backbone, tokenizer, num_trainable_layers=2, base_model_name_or_path="tiny")
+    peft_config = None
+    if training == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(**LORA)
+    policy = FlagPolicy.from_backbone(
+        backbone, tokenizer, num_trainable_layers=2, base_model_name_or_path="tiny", peft_config=peft_config
+    )
     args = tiny_ppo_config(
         tmp_path,
         trading_mode="position",

@@ -11,13 +11,13 @@ from flagtrl.metrics import (
     TradingMetrics,
     compute_metrics,
     equity_from_positions,
-    format_metrics_table,
     max_drawdown,
     paper_log_returns,
     paper_metrics,
     simple_returns,
     standard_metrics,
 )
+from flagtrl.metrics_table import format_metrics_table
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

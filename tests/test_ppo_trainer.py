@@ -16,12 +16,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import build_tiny_llama, tiny_ppo_config
+from huggingface_hub import ModelCard
 from transformers import TrainerCallback
+from trl import ModelConfig
 
 from flagtrl.backtest import split_windows
 from flagtrl.data.schema import market_series
 from flagtrl.data.synthetic import make_synthetic_dataset
 from flagtrl.models import FlagPolicy
+from flagtrl.trainer.policy_loading import load_policy
 from flagtrl.trainer.ppo_flag_config import FlagPPOConfig
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
 
@@ -201,6 +204,21 @@ def test_save_model_and_model_card(trained):
     assert "2502.11433" in readme
 
 
+def test_model_card_is_trls_card_followed_by_the_adapter_sections(trained):
+    trainer, _ = trained
+    trainer.evaluate()
+    trainer.create_model_card(model_name="flag-tiny")
+    readme = Path(trainer.args.output_dir) / "README.md"
+    card = ModelCard.load(readme)
+    # One metadata header, TRL's: the adapter card's own header is parsed away, not pasted into the text.
+    assert card.data.base_model == TINY_BASE and {"trl", "flag-trader"} <= set(card.data.tags)
+    assert readme.read_text().count("base_model:") == 1 and "---\nbase_model" not in card.text
+    assert (
+        card.text.index("## Training procedure") < card.text.index("## How to load") < card.text.index("## Evaluation")
+    )
+    assert "Metrics convention: paper" in card.text and "| flag_trader |" in card.text
+
+
 # --- (d') time limits, the KL log, fractional eval_steps ---------------------------------------------------------------
 def test_time_limit_truncation_bootstraps_the_value(tiny_tokenizer, dataset, tmp_path):
     # Episodes of 6 steps, 4-step rollouts: both environments hit the time limit at step 1 of the second rollout.
@@ -219,6 +237,22 @@ def test_no_kl_is_logged_without_a_reference(tiny_tokenizer, dataset, tmp_path):
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "policy/entropy" in entry]
     assert logs and not any("objective/kl" in entry for entry in logs)
+
+
+@pytest.mark.parametrize("fast_bf16", [True, False])
+def test_config_resolves_only_unset_hardware_settings(tmp_path, monkeypatch, fast_bf16):
+    """use_cpu and bf16 left unset resolve to the machine (CPU only here); values the user set are kept."""
+    import flagtrl.trainer.ppo_flag_config as config_module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(config_module, "cpu_has_fast_bf16", lambda: fast_bf16)
+    auto = FlagPPOConfig(output_dir=str(tmp_path), use_cpu=None, bf16=None, report_to="none")
+    assert auto.use_cpu is True and auto.bf16 is fast_bf16
+    explicit = FlagPPOConfig(output_dir=str(tmp_path), use_cpu=False, report_to="none")
+    assert explicit.use_cpu is False and explicit.bf16 is False  # transformers allows no bf16 without use_cpu here
+    assert FlagPPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none").bf16 is False
+    assert FlagPPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=True, report_to="none").bf16 is True
 
 
 def test_fractional_eval_steps_is_a_fraction_of_the_run(tiny_tokenizer, dataset, tmp_path):
@@ -450,3 +484,25 @@ def test_a_policy_built_without_prompt_settings_saves_the_trainers(tiny_tokenize
     saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert saved["flagtrl"]["prompt_config"] == vars(trainer.prompt_config)
     assert trainer.model.config_flag.prompt_config == {}
+
+
+def test_load_policy_builds_the_policy_the_trainer_accepts(tiny_tokenizer, tmp_path):
+    """The recipe and the learning benchmark load the model through `load_policy`: the policy carries the config's
+    settings, so the trainer takes it as it is."""
+    folder = tmp_path / "tiny-llama"
+    build_tiny_llama(len(tiny_tokenizer), seed=0).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    args = tiny_config(tmp_path / "run", max_news_items=2, num_trainable_layers=1, policy_head_init="random")
+    policy, tokenizer = load_policy(ModelConfig(model_name_or_path=str(folder), dtype="float32"), args)
+    assert tokenizer.pad_token is not None and policy.config_flag.base_model_name_or_path == str(folder)
+    assert policy.config_flag.num_trainable_layers == 1 and policy.config_flag.policy_head_init == "random"
+    assert policy.config_flag.prompt_config == vars(args.prompt_config())
+    assert policy.last_token_top_layer == args.last_token_top_layer
+    assert (
+        FlagPPOTrainer(policy, args, make_synthetic_dataset(seed=0), tokenizer).prompt_config == args.prompt_config()
+    )
+    # use_peft: LoRA (TRL's get_peft_config) on the trainable layer; adapters below it are refused.
+    lora, _ = load_policy(ModelConfig(model_name_or_path=str(folder), dtype="float32", use_peft=True, lora_r=4), args)
+    assert lora.config_flag.peft_type == "LORA" and lora.peft_config.layers_to_transform == [3]
+    with pytest.raises(ValueError, match="lora_modules_to_save"):
+        load_policy(ModelConfig(model_name_or_path=str(folder), use_peft=True, lora_modules_to_save=["norm"]), args)

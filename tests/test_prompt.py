@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pytest
 
+from flagtrl.actions import BUY
 from flagtrl.envs import TradingState
 from flagtrl.prompt import (
     ACCOUNT_MARKER,
@@ -284,5 +285,5 @@ def test_prompt_from_environment_state(tiny_tokenizer, msft_series):
         assert market["date"] == info["date"]
         assert max(market["recent_prices"]) == info["date"]
         assert len(market["recent_prices"]) <= config.price_history_days
-        _, _, terminated, truncated, info = env.step(2)
+        _, _, terminated, truncated, info = env.step(BUY)
         done = terminated or truncated

@@ -92,13 +92,21 @@ def test_every_readme_command_exists():
             assert (ROOT / argv[1]).exists(), f"{argv[1]} does not exist"
         elif program == "flagtrl":
             assert argv[1] in COMMANDS, f"flagtrl {argv[1]} is not a command"
-        elif program == "accelerate":
-            config = argv[argv.index("--config_file") + 1]
-            assert (ROOT / config).exists(), f"{config} does not exist"
-            script = next(a for a in argv if a.endswith(".py"))
-            assert (ROOT / script).exists(), f"{script} does not exist"
+        elif program in ("accelerate", "torchrun"):
+            if program == "accelerate":
+                config = argv[argv.index("--config_file") + 1]
+                assert (ROOT / config).exists(), f"{config} does not exist"
+            if "-m" in argv:  # a module: the flagtrl command, e.g. `-m flagtrl.cli benchmark`
+                module = argv[argv.index("-m") + 1]
+                assert module == "flagtrl.cli" and argv[argv.index("-m") + 2] in COMMANDS, " ".join(argv)
+            else:
+                script = next(a for a in argv if a.endswith(".py"))
+                assert (ROOT / script).exists(), f"{script} does not exist"
             recipe = argv[argv.index("--config") + 1]
             assert recipe.startswith("<") or (ROOT / recipe).exists(), f"{recipe} does not exist"
+        elif program == "tensorboard":
+            assert importlib.util.find_spec("tensorboard") is not None, "tensorboard is not installed"
+            assert "--logdir" in argv
         else:
             pytest.fail(f"unexpected program in a README command: {' '.join(argv)}")
 

@@ -29,7 +29,7 @@ def test_synthetic_news_forecasts_the_interval_a_decision_trades(synb):
     assert 0.65 < accuracy < 0.75
 
 
-@pytest.mark.parametrize("mode", ["paper", "position"])
+@pytest.mark.parametrize("mode", ["all_in", "position"])
 def test_news_agent_earns_in_its_account_what_the_metrics_report(synb, mode):
     series, window = synb
     result = run_backtest(NewsSentimentAgent(), series, *window, mode=mode)
@@ -42,7 +42,7 @@ def test_news_agent_earns_in_its_account_what_the_metrics_report(synb, mode):
     paper, standard = result.metrics["paper"], result.metrics["standard"]
     assert paper.cumulative_return == pytest.approx(float(np.sum(positions * np.log(prices[1:] / prices[:-1]))))
     assert standard.cumulative_return == pytest.approx(values[-1] / values[0] - 1)
-    if mode == "paper":  # long or flat: the account's log growth is the paper's CR, exactly
+    if mode == "all_in":  # long or flat: the account's log growth is the paper's CR, exactly
         assert math.log(values[-1] / values[0]) == pytest.approx(paper.cumulative_return, abs=1e-12)
     else:  # a short's simple return differs from the negated log return at second order only
         assert math.log(values[-1] / values[0]) == pytest.approx(paper.cumulative_return, abs=0.02)
@@ -51,7 +51,7 @@ def test_news_agent_earns_in_its_account_what_the_metrics_report(synb, mode):
     assert standard.sharpe_ratio == pytest.approx(paper.sharpe_ratio, rel=0.05)
 
 
-@pytest.mark.parametrize("mode", ["paper", "position"])
+@pytest.mark.parametrize("mode", ["all_in", "position"])
 def test_log_return_rewards_are_the_decisions_interval(synb, mode):
     series, window = synb
     env = TradingEnv(series, window=window, episode_length=30, random_start=False, mode=mode, reward="log_return")
@@ -63,7 +63,7 @@ def test_log_return_rewards_are_the_decisions_interval(synb, mode):
         t = series.dates.index(state.date)
         _, reward, _, _, info = env.step(action)
         interval = math.log(series.close[t + 1] / series.close[t])
-        if mode == "paper":
+        if mode == "all_in":
             assert reward == pytest.approx(env.position * interval, abs=1e-12)
         else:
             assert reward == pytest.approx(math.log1p(env.position * math.expm1(interval)), abs=1e-12)

@@ -51,7 +51,7 @@ def make_prompts(vocab_size: int, rows: list[tuple[str, int]], seed: int = 0) ->
     generator = torch.Generator().manual_seed(seed)
     prefixes = {key: random_tokens(generator, vocab_size, n) for key, n in (("a", 31), ("b", 17), ("c", 44))}
     return [
-        EncodedPrompt(prefixes[key], random_tokens(generator, vocab_size, n), ("X", key, "paper", "v1"))
+        EncodedPrompt(prefixes[key], random_tokens(generator, vocab_size, n), ("X", key, "all_in", "v1"))
         for key, n in rows
     ]
 

@@ -6,6 +6,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..actions import HOLD
 from ..state import TradingState
 
 
@@ -34,7 +35,7 @@ def masked_distribution(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return scores / total
 
 
-def one_hot(index: int, mask: np.ndarray, fallback: int = 1) -> np.ndarray:
+def one_hot(index: int, mask: np.ndarray, fallback: int = HOLD) -> np.ndarray:
     """A deterministic choice: `index` if it is valid, else `fallback` (hold, always valid)."""
     choice = index if mask[index] else fallback
     probs = np.zeros(len(mask), dtype=np.float64)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..actions import BUY, HOLD, SELL
+from ..actions import BUY, HOLD, NUM_ACTIONS, SELL
 from ..state import TradingState
 from .base import masked_distribution, one_hot
 
@@ -98,7 +98,7 @@ class MomentumAgent:
             return one_hot(BUY, state.action_mask)
         if trailing < -self.threshold:
             return one_hot(SELL, state.action_mask)
-        return masked_distribution(np.eye(3)[HOLD], state.action_mask)
+        return masked_distribution(np.eye(NUM_ACTIONS)[HOLD], state.action_mask)
 
 
 class NewsSentimentAgent:
@@ -107,7 +107,7 @@ class NewsSentimentAgent:
 
     On a synthetic market (`flagtrl.data.synthetic`) the news published on day t forecasts the move that a decision of
     day t trades, so this agent's edge is what the news accuracy allows: the reference a trained policy is measured
-    against. In `paper` mode sell means liquidate (flat); in `position` mode it means short.
+    against. In `all_in` mode sell means liquidate (flat); in `position` mode it means short.
     """
 
     name = "news_sentiment"

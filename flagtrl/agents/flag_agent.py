@@ -7,7 +7,8 @@ import logging
 import numpy as np
 import torch
 
-from ..models.flag_policy import FlagPolicy, resolve_adapter_folder
+from ..models.flag_policy import FlagPolicy
+from ..models.hub import resolve_adapter_folder
 from ..models.loading import load_tokenizer
 from ..prompt import PROMPT_VERSION, PromptBuilder, PromptConfig
 from ..state import TradingState
@@ -50,8 +51,18 @@ class FlagAgent:
         self.name = name
 
     @classmethod
-    def from_pretrained(cls, adapter_name_or_path: str, name: str | None = None, **kwargs) -> FlagAgent:
-        """Load an adapter folder or Hub repo (with the tokenizer saved beside it, else the base model's)."""
+    def from_pretrained(
+        cls,
+        adapter_name_or_path: str,
+        name: str | None = None,
+        prompt_overrides: dict | None = None,
+        **kwargs,
+    ) -> FlagAgent:
+        """Load an adapter folder or Hub repo (with the tokenizer saved beside it, else the base model's).
+
+        `prompt_overrides` replace settings of the prompt saved with the adapter, e.g. `{"anonymise": True}` to
+        evaluate it on anonymised inputs (the benchmark's `inputs`); the other `kwargs` go to
+        `FlagPolicy.from_pretrained`."""
         from transformers import AutoTokenizer
 
         folder = resolve_adapter_folder(adapter_name_or_path)
@@ -67,7 +78,8 @@ class FlagAgent:
             tokenizer = AutoTokenizer.from_pretrained(folder)
         else:
             tokenizer = load_tokenizer(policy.config_flag.base_model_name_or_path)
-        return cls(policy.eval(), tokenizer, name=name or f"flag:{adapter_name_or_path}")
+        prompt_config = PromptConfig(**{**(policy.config_flag.prompt_config or {}), **(prompt_overrides or {})})
+        return cls(policy.eval(), tokenizer, prompt_config, name=name or f"flag:{adapter_name_or_path}")
 
     def reset(self, seed: int | None = None) -> None:
         pass

@@ -33,7 +33,7 @@ def make_agent(spec: str, *, name: str | None = None, seed: int | None = None, *
         seed (`int`, *optional*): Seed of the agents that draw random numbers (`random`, `zero_shot:`); the others
             ignore it. Their own default when `None`.
         **params: Passed to the baseline's constructor or to the LLM agent's `from_pretrained` (e.g. `dtype`,
-            `prompt_config`, `scoring`, `temperature`, `max_new_tokens`).
+            `prompt_config`, `scoring`, `temperature`, `max_new_tokens`, `constrained`).
 
     Returns:
         `TradingAgent`: The agent.

@@ -5,6 +5,10 @@ Two ways to turn a causal LM into pi(.|s_t):
 - `scoring="generate"` (InvestorBench): sample an answer at `temperature` (0.6 in InvestorBench and FLAG-Trader's
   baselines) and parse it. The distribution returned is one-hot on the parsed action, so the randomness lives in the
   generation, which is seeded per decision from (agent seed, asset, date): a run is repeatable and resumable.
+  `constrained=True` restricts the generation to the JSON answers the prompt lists whose actions are valid in the
+  account state (`flagtrl.agents.answer_grammar`, outlines' logits processor): every answer parses and no masked
+  action is written, and the model's probabilities still choose among the valid answers. Free generation
+  (`constrained=False`, the default) is InvestorBench's protocol.
 - `scoring="likelihood"` (TWOSOME, Tan et al. 2024): the model's next-token probabilities of the action words right
   after the answer prefix `{"action": "`, each word's log-probability averaged over its tokens and normalised over the
   actions, then masked (paper eq. 8). One forward pass, no sampling in the agent: deterministic, and several times
@@ -28,11 +32,13 @@ import zlib
 
 import numpy as np
 import torch
+from transformers import LogitsProcessorList
 
 from ..actions import ACTIONS, HOLD
 from ..models.loading import load_backbone, load_tokenizer
 from ..prompt import ANSWER_PREFIX, PromptBuilder, PromptConfig
 from ..state import TradingState
+from .answer_grammar import MAX_ANSWER_TOKENS, AnswerGrammar
 from .base import masked_distribution, one_hot
 
 
@@ -95,7 +101,10 @@ class ZeroShotLLMAgent:
             (normalised action-token probabilities), see the module docstring.
         temperature (`float`, *optional*, defaults to `0.6`): Sampling temperature of `generate`; 0 decodes greedily.
         max_new_tokens (`int`, *optional*, defaults to `16`): Answer length of `generate` (`{"action": "hold"}` needs
-            about 7 tokens).
+            about 7 tokens). A constrained answer may take up to one token per character, so `constrained` raises it to
+            `MAX_ANSWER_TOKENS` (18) when it is lower.
+        constrained (`bool`, *optional*, defaults to `False`): `generate` only: restrict the answer to the valid JSON
+            answers (see the module docstring).
         seed (`int`, *optional*, defaults to `0`): Default seed of the generation, replaced by `reset(seed)`.
         name (`str`, *optional*, defaults to `"zero_shot"`): Name in reports.
     """
@@ -108,6 +117,7 @@ class ZeroShotLLMAgent:
         scoring: str = "generate",
         temperature: float = 0.6,
         max_new_tokens: int = 16,
+        constrained: bool = False,
         seed: int = 0,
         name: str = "zero_shot",
     ):
@@ -115,6 +125,10 @@ class ZeroShotLLMAgent:
             raise ValueError(f"Unknown scoring {scoring!r}; choose one of {list(SCORING_MODES)}.")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}.")
+        if constrained and scoring != "generate":
+            raise ValueError(
+                "constrained applies to scoring='generate' (likelihood scoring reads only the action words)."
+            )
         self.model = model.eval()
         self.tokenizer = tokenizer
         # The agent appends the answer prefix itself (likelihood scoring) or lets the model write it (generation).
@@ -123,7 +137,9 @@ class ZeroShotLLMAgent:
         )
         self.scoring = scoring
         self.temperature = temperature
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = max(max_new_tokens, MAX_ANSWER_TOKENS) if constrained else max_new_tokens
+        self.constrained = constrained
+        self.grammar = AnswerGrammar(self.model, tokenizer) if constrained else None
         self.seed = seed
         self.name = name
         self.answer_prefix_ids = tokenizer(ANSWER_PREFIX, add_special_tokens=False)["input_ids"]
@@ -176,6 +192,14 @@ class ZeroShotLLMAgent:
         sample = self.temperature > 0
         # Plain temperature sampling, as InvestorBench's API calls do: no top-k / top-p truncation.
         kwargs = {"temperature": self.temperature, "top_p": 1.0, "top_k": 0} if sample else {}
+        if self.grammar is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([self.grammar.logits_processor(state.action_mask)])
+            # A complete answer leaves only the tokenizer's EOS allowed, so generation ends there. (`stop_strings` would
+            # stop it too, but transformers rebuilds its token table every call: 0.8 s for SmolLM2's vocabulary.)
+            kwargs["eos_token_id"] = self.tokenizer.eos_token_id
+        else:
+            # Stop at the end of the JSON object: the answer is read from it, and each token costs a forward pass.
+            kwargs.update(stop_strings=["}"], tokenizer=self.tokenizer)
         # A private RNG stream per decision: the answer depends on (seed, asset, date) only, not on what ran before.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self._decision_seed(state))
@@ -185,9 +209,6 @@ class ZeroShotLLMAgent:
                 max_new_tokens=self.max_new_tokens,
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
                 do_sample=sample,
-                # Stop at the end of the JSON object: the answer is read from it, and each token costs a forward pass.
-                stop_strings=["}"],
-                tokenizer=self.tokenizer,
                 **kwargs,
             )
         return self.tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)

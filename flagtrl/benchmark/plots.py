@@ -5,6 +5,10 @@ Per asset and window, from each agent's median-Sharpe run (`paper` convention, t
 - `equity_<asset>_<start>_<end>.png`: account value / initial cash of every agent against buy-and-hold (the
   `buy_and_hold` agent when it ran, else the asset's price relative to the window's first day);
 - `actions_<asset>_<start>_<end>.png`: one panel per agent, the price with the agent's buys and sells over time.
+
+Across windows (when the benchmark has several): `sharpe_difference_distribution.png`, per convention, each agent's
+Sharpe difference to buy-and-hold over every (asset, window) cell: a box (quartiles), its cells as dots, the median's
+interval and the win rate.
 """
 
 from __future__ import annotations
@@ -77,10 +81,67 @@ def plot_actions(asset: str, runs: dict[str, dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def plot_benchmark(records: list[dict], folder: Path) -> list[str]:
-    """Write both plots for every (asset, window) with finished runs; returns the paths written."""
+def plot_sharpe_differences(distributions: dict[str, dict[str, dict]], path: Path, title: str) -> None:
+    """One panel per convention: per agent, the box of its Sharpe differences to buy-and-hold, the cells as dots, the
+    median's bootstrap interval (black bar) and the win rate."""
+    from matplotlib.figure import Figure
+
+    conventions = [c for c, agents in distributions.items() if agents]
+    agents = list(dict.fromkeys(a for c in conventions for a in distributions[c]))
+    fig = Figure(figsize=(4.2 + 1.1 * len(agents), 2.6 + 2.4 * len(conventions)))
+    axes = fig.subplots(len(conventions), 1, squeeze=False)[:, 0]
+    rng = np.random.default_rng(0)  # the dots' horizontal jitter only
+    for ax, convention in zip(axes, conventions):
+        for i, agent in enumerate(agents):
+            d = distributions[convention].get(agent)
+            if d is None:
+                continue
+            values = np.array([v for v in d["differences"] if np.isfinite(v)])
+            ax.boxplot(values, positions=[i], widths=0.5, showfliers=False, medianprops={"color": "tab:red"})
+            ax.scatter(i + rng.uniform(-0.18, 0.18, values.size), values, s=5, alpha=0.25, color="tab:blue", zorder=2)
+            ax.errorbar(
+                i + 0.32,
+                d["median"],
+                yerr=[[d["median"] - d["median_low"]], [d["median_high"] - d["median"]]],
+                fmt="o",
+                color="black",
+                capsize=3,
+                markersize=4,
+            )
+            ax.annotate(
+                f"wins {d['win_rate']:.0%}",
+                (i, 1.0),
+                xycoords=("data", "axes fraction"),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(agents)), agents, fontsize=8)
+        ax.set_ylabel(f"Sharpe − buy & hold\n({convention})")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_benchmark(
+    records: list[dict],
+    folder: Path,
+    per_window: bool = True,
+    distributions: dict[str, dict[str, dict]] | None = None,
+    title: str = "",
+) -> list[str]:
+    """Write both plots for every (asset, window) with finished runs (with `per_window`) and the distribution of the
+    Sharpe differences (when `distributions` span several windows); returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
+    if distributions and any(d["windows"] > 1 for agents in distributions.values() for d in agents.values()):
+        path = folder / "sharpe_difference_distribution.png"
+        plot_sharpe_differences(distributions, path, title)
+        paths.append(str(path))
+    if not per_window:
+        return paths
     for (asset, start, end), runs in _median_runs(records).items():
         equity = folder / f"equity_{asset}_{start}_{end}.png"
         actions = folder / f"actions_{asset}_{start}_{end}.png"

@@ -4,11 +4,17 @@ Files written to the output folder:
 
 - `report.md`: per metric convention and window, a table laid out like FLAG-Trader's Tables 1-2 (agents as rows, a
   CR/SR/AV/MDD/Sortino column group per asset, best per column in bold) of each agent's *median-Sharpe run*; then
-  mean ± std over seeds, the contamination verdicts, the LLM answer statistics and the failed runs;
+  mean ± std over seeds, the contamination verdicts, the LLM answer statistics (per agent: how its answers are read,
+  the unparseable rate; then per run) and the failed runs;
 - `results.json`: the configuration, the summary per (agent, asset, window) and every run's metrics (strict JSON:
   non-finite values as the strings "inf", "-inf", "nan", `flagtrl.strict_json`);
 - `runs.csv`: one row per run (both conventions), the rows the tables were taken from marked;
 - `plots/*.png` (see `flagtrl.benchmark.plots`).
+
+Beside each agent's Sharpe ratio the report says how sure it is (`flagtrl.benchmark.differences`): the difference to
+buy-and-hold with a paired block-bootstrap interval and the probabilistic Sharpe ratio (optionally StockBench's
+composite rank); over many windows, the distribution of that difference; for LLM agents run on real and anonymised
+inputs, the two side by side; and the versions, hardware, seeds and prompt versions the runs were made with.
 
 The paper's rule (FLAG-Trader §5: "the test run at the median of the metrics over runs"): for each agent and asset, the
 run whose Sharpe ratio is the median over its seeds, all its metrics reported together (never a per-metric median
@@ -23,17 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import (
-    CONVENTION_DESCRIPTIONS,
-    CONVENTIONS,
-    TABLE_COLUMNS,
-    WIPED_OUT_MARK,
-    WIPED_OUT_NOTE,
-    TradingMetrics,
-    format_metrics_table,
-)
+from ..metrics import CONVENTION_DESCRIPTIONS, CONVENTIONS, TradingMetrics
+from ..metrics_table import TABLE_COLUMNS, WIPED_OUT_MARK, WIPED_OUT_NOTE, format_metrics_table
 from ..strict_json import write_json
 from .contamination import CONTAMINATED, UNKNOWN, ContaminationCheck
+from .difference_tables import (
+    SIGNIFICANT_MARK,
+    distribution_table,
+    provenance_lines,
+    real_vs_anonymised_table,
+    versus_buy_and_hold_table,
+)
+from .differences import benchmark_agent_name, real_vs_anonymised, versus_buy_and_hold, window_distributions
 from .plots import plot_benchmark
 from .selection import median_sharpe_run
 
@@ -140,24 +147,79 @@ def _contamination_rows(checks: list[ContaminationCheck]) -> list[str]:
     return lines
 
 
-def _answer_rows(records: list[dict]) -> list[str]:
-    lines = []
+_ANSWER_COUNTS = ("decisions", "unparseable", "masked")
+
+
+def _generates(spec) -> bool:
+    return spec.type == "zero_shot" and spec.scoring == "generate"
+
+
+def answer_mode(spec) -> str:
+    """How an LLM agent turns the model's output into an action, as the answer tables name it."""
+    if not _generates(spec):
+        return "likelihood" if spec.type == "zero_shot" else "policy head"
+    return f"{'constrained' if spec.constrained else 'free'} generation, T={spec.temperature:g}"
+
+
+def _rate(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f} %" if total else "-"
+
+
+def answer_summary(records: list[dict], specs: list) -> list[dict]:
+    """Per LLM agent, over all its finished runs: decisions, unparseable answers (and their rate), masked actions."""
+    summary = []
+    for spec in specs:
+        runs = [r for r in records if r["agent"] == spec.name and r.get("status") == "ok" and r.get("agent_stats")]
+        if not runs:
+            continue
+        decisions, unparseable, masked = (sum(r["agent_stats"].get(k, 0) for r in runs) for k in _ANSWER_COUNTS)
+        summary.append(
+            {
+                "agent": spec.name,
+                "answers": answer_mode(spec),
+                "runs": len(runs),
+                "decisions": decisions,
+                "unparseable": unparseable,
+                # Likelihood scoring and FLAG policies read probabilities, not text: nothing can be unparseable.
+                "unparseable_rate": unparseable / decisions if decisions and _generates(spec) else None,
+                "masked": masked,
+            }
+        )
+    return summary
+
+
+def _answer_rows(records: list[dict], summary: list[dict]) -> list[str]:
+    if not summary:
+        return []
+    lines = [
+        "| Agent | Answers | Runs | Decisions | Unparseable (→ hold) | Unparseable rate | Masked (→ hold) |",
+        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in summary:
+        rate = "n/a" if entry["unparseable_rate"] is None else _rate(entry["unparseable"], entry["decisions"])
+        lines.append(
+            f"| {entry['agent']} | {entry['answers']} | {entry['runs']} | {entry['decisions']} | "
+            f"{entry['unparseable']} | {rate} | {entry['masked']} |"
+        )
+    lines += [
+        "",
+        "| Agent | Asset | Seed | Decisions | Unparseable (→ hold) | Unparseable rate | Masked (→ hold) | "
+        "Unparseable examples |",
+        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | :--- |",
+    ]
+    generated = {entry["agent"] for entry in summary if entry["unparseable_rate"] is not None}
     for record in records:
         stats = record.get("agent_stats")
         if record.get("status") != "ok" or not stats:
             continue
         examples = "; ".join(repr(e) for e in stats.get("unparseable_examples", [])[:2]) or "-"
+        decisions, unparseable = stats.get("decisions", 0), stats.get("unparseable", 0)
         lines.append(
-            f"| {record['agent']} | {record['asset']} | {record['seed']} | {stats.get('decisions', 0)} | "
-            f"{stats.get('unparseable', 0)} | {stats.get('masked', 0)} | {examples} |"
+            f"| {record['agent']} | {record['asset']} | {record['seed']} | {decisions} | {unparseable} | "
+            f"{_rate(unparseable, decisions) if record['agent'] in generated else 'n/a'} | {stats.get('masked', 0)} | "
+            f"{examples} |"
         )
-    if not lines:
-        return []
-    header = [
-        "| Agent | Asset | Seed | Decisions | Unparseable (→ hold) | Masked (→ hold) | Unparseable examples |",
-        "| :--- | :--- | ---: | ---: | ---: | ---: | :--- |",
-    ]
-    return header + lines
+    return lines
 
 
 def write_csv(path: Path, records: list[dict], summary: list[dict]) -> None:
@@ -207,7 +269,22 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
 
     files = {"report": str(output_dir / "report.md"), "json": str(output_dir / "results.json")}
     files["csv"] = str(output_dir / "runs.csv")
-    files["plots"] = plot_benchmark(records, output_dir / "plots") if config.plots else []
+    statistics = {"confidence": config.confidence, "num_resamples": config.bootstrap_resamples}
+    versus = (
+        versus_buy_and_hold(summary, records, config.risk_free_rate, composite=config.composite_rank, **statistics)
+        if config.per_window
+        else []
+    )
+    distributions = window_distributions(summary, records, **statistics)
+    twins = {spec.name: spec.base_name for spec in config.agent_specs if spec.anonymise}
+    memorisation = real_vs_anonymised(summary, records, twins, config.risk_free_rate, **statistics)
+    title = f"{config.dataset}: {len({(e['start'], e['end']) for e in summary})} windows, {config.mode} mode"
+    files["plots"] = (
+        plot_benchmark(records, output_dir / "plots", config.per_window, distributions, title) if config.plots else []
+    )
+
+    def label(agent: str, start: str, end: str) -> str:
+        return _label(agent, contaminated, start, end)
 
     lines = [
         "# Benchmark report",
@@ -216,7 +293,8 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
         f"(they lower the `standard` metrics; the `paper` metrics score positions), initial cash "
         f"{config.initial_cash:,.0f}, seeds {config.seeds}.",
         f"{timing['planned']} runs: {timing['ran']} ran now, {timing['skipped']} skipped (finished before), "
-        f"{timing['failed']} failed. Wall time {timing['wall_time_s']:.1f} s.",
+        f"{timing['failed']} failed. Wall time {timing['wall_time_s']:.1f} s "
+        f"({timing.get('processes', 1)} process(es)).",
         "",
         "Reporting rule (FLAG-Trader's): per agent and asset, the run at the **median Sharpe ratio over its seeds**, all "
         "its metrics together (lower middle run for an even count); deterministic agents run one seed. CR, AV and MDD "
@@ -224,7 +302,7 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
         f"`{CONTAMINATION_MARK.strip()}`: the window starts before the agent's knowledge cutoff (see Contamination): "
         "its result may reflect memorised prices, not skill.",
     ]
-    for convention in CONVENTIONS:
+    for convention in CONVENTIONS if config.per_window else ():
         lines += [
             "",
             f"## Median-Sharpe runs — `{convention}` convention",
@@ -233,7 +311,52 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
         ]
         for heading, table in median_tables(summary, convention, contaminated):
             lines += ["", f"### {heading}", "", table]
-    for convention in CONVENTIONS:
+    benchmark = benchmark_agent_name(records)
+    for convention in CONVENTIONS if versus else ():
+        lines += [
+            "",
+            f"## How sure: Sharpe against {benchmark or 'buy-and-hold'} — `{convention}` convention",
+            "",
+            f"The median-Sharpe runs' Sharpe ratio (SR) and probabilistic Sharpe ratio (PSR: the probability that the true "
+            f"SR is above 0, Bailey & López de Prado 2012, from the run's length, skewness and kurtosis); ΔSR = SR − "
+            f"SR({benchmark or 'buy-and-hold'}) over the same days, with a {config.confidence:.0%} interval from a "
+            f"stationary block bootstrap of the daily returns ({config.bootstrap_resamples} resamples of the two series "
+            f"together, Politis-White block length; `{SIGNIFICANT_MARK}`: the interval excludes 0)."
+            + (
+                " Composite rank: StockBench's, the mean z-score of CR, −MDD and Sortino among the agents of the cell."
+                if config.composite_rank
+                else ""
+            )
+            + ("" if benchmark else " No buy-and-hold agent ran: add `{type: buy_and_hold}` for the differences."),
+            "",
+            *versus_buy_and_hold_table(versus, convention, config.confidence, label),
+        ]
+    if any(d["windows"] > 1 for agents in distributions.values() for d in agents.values()):
+        for convention, agents in distributions.items():
+            lines += [
+                "",
+                f"## Across windows: Sharpe difference to {benchmark} — `{convention}` convention",
+                "",
+                f"Each agent's ΔSR = SR − SR({benchmark}) on every (asset, window) cell (its median-Sharpe run): median, "
+                f"quartiles, mean and win rate (the share of cells where it beat {benchmark}); the median's "
+                f"{config.confidence:.0%} interval resamples whole windows (assets in one window share its market).",
+                "",
+                *distribution_table(agents, config.confidence),
+            ]
+    if memorisation:
+        lines += [
+            "",
+            "## Memorisation: real against anonymised inputs",
+            "",
+            "Each LLM agent on real prompts and on anonymised ones (no ticker, company names, dates or price levels: "
+            "`flagtrl.anonymisation`) over the same days. A Sharpe ratio that falls when the model cannot tell which "
+            "asset and which days it trades is a measured sign of memorisation, beside the cutoff check; an interval "
+            "that contains 0 means no difference was measured.",
+        ]
+        for convention in CONVENTIONS:
+            lines += ["", f"### `{convention}` convention", ""]
+            lines += real_vs_anonymised_table(memorisation, convention, config.confidence)
+    for convention in CONVENTIONS if config.per_window else ():
         lines += ["", f"## Mean ± std over seeds — `{convention}` convention", "", mean_std_table(summary, convention)]
     lines += ["", "## Contamination", ""]
     lines += [
@@ -242,7 +365,8 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
         "",
         *_contamination_rows(checks),
     ]
-    answers = _answer_rows(records)
+    answer_stats = answer_summary(records, config.agent_specs)
+    answers = _answer_rows(records, answer_stats)
     if answers:
         lines += [
             "",
@@ -250,7 +374,8 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
             "",
             "Unparseable answers are executed as `hold` (the documented fallback); so are masked actions (sell with no "
             "shares, buy with no cash). In likelihood scoring, `masked` counts decisions whose most likely action was "
-            "masked.",
+            "masked. Free generation is InvestorBench's protocol (sample, then parse the text); constrained generation "
+            "samples only among the JSON answers whose actions are valid, so none is unparseable or masked.",
             "",
             *answers,
         ]
@@ -264,6 +389,13 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
             )
         for (agent, error), runs in by_error.items():
             lines.append(f"| {agent} | {'; '.join(runs)} | {error} |")
+    lines += ["", "## Reproducibility", ""]
+    lines += [
+        "What the runs were made with (each run file keeps its own `provenance`): compare two machines' tables only "
+        "where these agree.",
+        "",
+        *provenance_lines(records),
+    ]
     lines += ["", "## Files", "", f"- runs: `{output_dir / 'runs'}/` (one JSON per run, with its trajectory)"]
     lines += [f"- `{files['json']}`, `{files['csv']}`"] + [
         f"- ![{Path(p).stem}]({Path(p).relative_to(output_dir)})" for p in files["plots"]
@@ -271,11 +403,15 @@ def write_report(config, records: list[dict], checks: list[ContaminationCheck], 
     Path(files["report"]).write_text("\n".join(lines) + "\n")
 
     result = {
-        "config": {k: v for k, v in vars(config).items() if k != "agent_specs"},
+        "config": dict(vars(config)),
         "timing": timing,
         "files": files,
         "summary": summary,
+        "versus_buy_and_hold": versus,
+        "window_distributions": distributions,
+        "real_vs_anonymised": memorisation,
         "contamination": [c.to_dict() for c in checks],
+        "answers": answer_stats,
         "runs": [{k: v for k, v in r.items() if k != "trajectory"} for r in records],
     }
     write_json(files["json"], result, indent=1, default=str)

@@ -1,11 +1,21 @@
 """Run a benchmark: every agent on every asset and window with every seed, one JSON file per run.
 
-Runs are written to `<output_dir>/runs/<agent>__<asset>__<start>_<end>__seed<k>.json` as they finish. A re-run skips
+Runs are written to `<output_dir>/runs/<agent>__<asset>__<start>_<end>__seed<k>.json` as they finish, each with its
+provenance (versions, hardware, dtype, seed, prompt version: `flagtrl.benchmark.provenance`). A re-run skips
 the runs whose file says `ok` *and* whose settings (agent spec, mode, costs, cash, risk-free rate) are unchanged; failed
 runs are tried again. A run that raises is recorded with its error and the others go on; an agent that cannot be built
 (a missing adapter folder, say) fails all its runs with that message. The report, tables and plots are written at the
 end from the run files (`flagtrl.benchmark.report`, `flagtrl.benchmark.plots`). Every JSON file is strict JSON:
 non-finite metrics are written as the strings "inf", "-inf", "nan" (`flagtrl.strict_json`) and read back as floats.
+
+**Many processes.** Launched by `torchrun` or `accelerate launch` (which set `RANK` and `WORLD_SIZE`), e.g.
+
+    accelerate launch --config_file accelerate_configs/cpu_ddp.yaml -m flagtrl.cli benchmark --config recipe.yaml
+    torchrun --nproc_per_node 4 -m flagtrl.cli benchmark --config recipe.yaml
+
+rank k runs every `WORLD_SIZE`-th run of the plan from the k-th (each agent's runs are spread over all ranks, so each
+rank loads each LLM once and the shares cost about the same), then all ranks wait for each other (a gloo barrier) and
+rank 0 writes the report from the run files: the same report as one process.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from ..agents.base import TradingAgent
@@ -30,6 +41,8 @@ from ..prompt import PROMPT_VERSION, PromptConfig
 from ..strict_json import decode_non_finite, dumps
 from .config import AgentSpec, BenchmarkConfig, parse_benchmark_config
 from .contamination import ContaminationCheck, check_window, enforce, resolve_cutoff
+from .distributed import ProcessGroup
+from .provenance import machine_record, run_provenance
 from .report import write_report
 
 
@@ -57,21 +70,29 @@ def build_agent(spec: AgentSpec) -> TradingAgent:
     """Instantiate the agent an `AgentSpec` describes with `flagtrl.agents.registry.make_agent` (LLMs are loaded here,
     once per agent)."""
     if spec.type == "zero_shot":
+        prompt = {**spec.prompt, "anonymise": True} if spec.anonymise else spec.prompt
         return make_agent(
             f"{ZERO_SHOT_PREFIX}{spec.model}",
             name=spec.name,
             dtype=spec.dtype,
-            prompt_config=PromptConfig(**spec.prompt),
+            prompt_config=PromptConfig(**prompt),
             scoring=spec.scoring,
             temperature=spec.temperature,
             max_new_tokens=spec.max_new_tokens,
+            constrained=spec.constrained,
         )
     if spec.type == "flag":
         if spec.prompt:
             raise ValueError(
                 f"Agent {spec.name!r}: a FLAG adapter uses the prompt it was trained with; drop `prompt`."
             )
-        return make_agent(f"{FLAG_PREFIX}{spec.adapter}", name=spec.name, dtype=spec.dtype)
+        # The inputs the benchmark asks for, whatever the adapter was trained with.
+        return make_agent(
+            f"{FLAG_PREFIX}{spec.adapter}",
+            name=spec.name,
+            dtype=spec.dtype,
+            prompt_overrides={"anonymise": spec.anonymise},
+        )
     return make_agent(spec.type, name=spec.name, **spec.params)
 
 
@@ -90,10 +111,17 @@ def resolve_windows(config: BenchmarkConfig, dataset, series: dict[str, MarketSe
         if not assets:
             continue
         if "split" in window:
-            spans = split_windows(dataset, window["split"], assets)
+            spans = [(a, span) for a, span in split_windows(dataset, window["split"], assets).items()]
+        elif "months" in window:
+            spans = [
+                (a, span)
+                for a in assets
+                for span in month_windows(window["start"], window["end"], window["months"])
+                if covers(series[a], *span)
+            ]
         else:
-            spans = {a: (window["start"], window["end"]) for a in assets}
-        for asset, (start, end) in spans.items():
+            spans = [(a, (window["start"], window["end"])) for a in assets]
+        for asset, (start, end) in spans:
             first, last = series[asset].window(start, end)
             if config.max_days is not None:
                 last = min(last, first + config.max_days - 1)
@@ -104,6 +132,27 @@ def resolve_windows(config: BenchmarkConfig, dataset, series: dict[str, MarketSe
     if empty:
         raise ValueError(f"No window applies to asset(s) {empty}; check the `assets`/`asset_class` of `windows`.")
     return windows
+
+
+def month_windows(start: str, end: str, months: int) -> list[tuple[str, str]]:
+    """Consecutive calendar windows of `months` months from `start`, each ending the day before the next begins; the
+    last one ends on or before `end` (a shorter tail is left out, so that every window is as long as the others)."""
+    first, last = pd.Timestamp(start), pd.Timestamp(end)
+    spans, k = [], 0
+    while (stop := first + pd.DateOffset(months=(k + 1) * months) - pd.Timedelta(days=1)) <= last:
+        spans.append(((first + pd.DateOffset(months=k * months)).strftime("%Y-%m-%d"), stop.strftime("%Y-%m-%d")))
+        k += 1
+    if not spans:
+        raise ValueError(f"Window {start} → {end} is shorter than one window of {months} month(s).")
+    return spans
+
+
+def covers(series: MarketSeries, start: str, end: str) -> bool:
+    """Whether an asset's data span a rolling window: they begin in its first week and reach its last week (a window
+    the data only partly cover would not compare with the others; a week absorbs holidays at either end)."""
+    first_week = (pd.Timestamp(start) + pd.Timedelta(days=7)).strftime("%Y-%m-%d")
+    last_week = (pd.Timestamp(end) - pd.Timedelta(days=7)).strftime("%Y-%m-%d")
+    return series.dates[0] <= first_week and series.dates[-1] >= last_week
 
 
 def plan_runs(config: BenchmarkConfig, windows: dict[str, list[tuple[str, str]]]) -> list[PlannedRun]:
@@ -129,6 +178,9 @@ def run_settings(config: BenchmarkConfig, spec: AgentSpec) -> dict:
     agent.pop("assets")
     agent.pop("seeds")
     agent.pop("knowledge_cutoff")
+    agent.pop("inputs")
+    if not agent["anonymise"]:  # runs recorded before the anonymised mode existed stay valid
+        agent.pop("anonymise")
     settings = {
         "agent": agent,
         "mode": config.mode,
@@ -192,13 +244,24 @@ def _failed_record(run: PlannedRun, fingerprint: str, check: ContaminationCheck,
     }
 
 
-def run_benchmark(config: BenchmarkConfig, agent_factory: Callable[[AgentSpec], TradingAgent] = build_agent) -> dict:
-    """Run (or resume) the benchmark and write its report; returns the summary that `report.write_report` wrote.
+def run_benchmark(
+    config: BenchmarkConfig, agent_factory: Callable[[AgentSpec], TradingAgent] = build_agent
+) -> dict | None:
+    """Run (or resume) the benchmark and write its report; returns the summary that `report.write_report` wrote (on
+    rank 0; the other ranks of a multi-process run return `None`, module docstring).
 
     Raises:
         `ContaminationError`: in strict mode, before any run, when an LLM agent's window starts before its cutoff.
     """
     started = time.time()
+    group = ProcessGroup.from_environment()
+    try:
+        return _run(config, agent_factory, group, started)
+    finally:
+        group.close()
+
+
+def _run(config: BenchmarkConfig, agent_factory, group: ProcessGroup, started: float) -> dict | None:
     output_dir = Path(config.output_dir)
     runs_dir = output_dir / RUNS_DIR
     dataset = load_market_dataset(config.dataset)
@@ -214,12 +277,15 @@ def run_benchmark(config: BenchmarkConfig, agent_factory: Callable[[AgentSpec], 
     enforce(list(checks.values()), config.strict)
 
     runs_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(output_dir / "benchmark_config.json", asdict(config))
+    if group.is_main:
+        _write_json(output_dir / "benchmark_config.json", asdict(config))
+    machine = machine_record(group.world_size)
+    share = plan[group.rank :: group.world_size]
 
     records, counts = [], {"ran": 0, "skipped": 0, "failed": 0}
-    bar = tqdm(total=len(plan), desc="benchmark runs", unit="run", disable=not config.progress)
+    bar = tqdm(total=len(share), desc="benchmark runs", unit="run", disable=not config.progress or not group.is_main)
     by_agent: dict[str, list[PlannedRun]] = {}
-    for run in plan:
+    for run in share:
         by_agent.setdefault(run.agent.name, []).append(run)
     for runs in by_agent.values():
         spec = runs[0].agent
@@ -280,6 +346,7 @@ def run_benchmark(config: BenchmarkConfig, agent_factory: Callable[[AgentSpec], 
                     error=None,
                     settings_fingerprint=fingerprint,
                     prompt_version=PROMPT_VERSION if spec.is_llm else None,
+                    provenance=run_provenance(machine, agent, run.seed, spec.is_llm, spec.anonymise),
                     contamination=check.to_dict(),
                     agent_stats=json.loads(json.dumps(stats, default=str)) if stats else None,
                     elapsed_s=round(time.time() - run_started, 3),
@@ -298,7 +365,14 @@ def run_benchmark(config: BenchmarkConfig, agent_factory: Callable[[AgentSpec], 
         gc.collect()
     bar.close()
 
+    counts = group.sum_counts(counts)
+    if group.world_size > 1:
+        group.barrier()  # every rank's run files are written
+        if not group.is_main:
+            return None
+        records = [record for run in plan if (record := load_run(runs_dir / run.filename)) is not None]
     timing = {"wall_time_s": round(time.time() - started, 1), **counts, "planned": len(plan)}
+    timing["processes"] = group.world_size
     return write_report(config, records, list(checks.values()), timing)
 
 
@@ -307,6 +381,8 @@ def benchmark_main(argv: list[str]) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     config = parse_benchmark_config(argv)
     summary = run_benchmark(config)
+    if summary is None:  # not rank 0 of a multi-process run: rank 0 prints the report
+        return 0
     print(Path(summary["files"]["report"]).read_text())
     timing = summary["timing"]
     print(

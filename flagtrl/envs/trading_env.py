@@ -10,7 +10,7 @@ paper's metrics score. The paper's MDP writes the trade at "P_{t+1}"; read with 
 the step is valued at P_{t+1}) and its metrics, this is the same interval. News published on day t may forecast that
 interval and nothing later (see `flagtrl.data.synthetic`).
 
-- `paper` mode (the paper's MDP): buy puts all cash into the asset, sell liquidates every share, hold keeps the
+- `all_in` mode (the paper's MDP; `paper` is its deprecated alias): buy puts all cash into the asset, sell liquidates every share, hold keeps the
   account. Invalid actions (buy with no cash, sell with no shares) are masked (eq. 8); an invalid action that reaches
   `step` anyway is executed as hold and reported in `info`.
 - `position` mode (InvestorBench's scoring): the action is the position held from day t to t+1 (long +1 / flat 0 /
@@ -37,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ..actions import ACTION_VALUES, ACTIONS, BUY, HOLD, SELL, TRADING_MODES, action_mask
+from ..actions import ACTION_VALUES, ACTIONS, BUY, HOLD, SELL, action_mask, resolve_trading_mode
 from ..data.schema import MarketSeries
 from ..rewards import REWARDS, get_reward_function
 from ..state import TradingState
@@ -59,7 +59,8 @@ class TradingEnv(gym.Env):
             window (seeded by `reset(seed=...)`); `False` always starts on the window's first day.
         initial_cash (`float`, *optional*, defaults to `100_000.0`): Starting cash C_0.
         transaction_cost_bps (`float`, *optional*, defaults to `0.0`): Cost in basis points of the traded notional.
-        mode (`str`, *optional*, defaults to `"paper"`): `paper` (all-in/liquidate MDP) or `position` (long/flat/short).
+        mode (`str`, *optional*, defaults to `"all_in"`): `all_in` (the paper's all-in/liquidate MDP) or `position`
+            (long/flat/short); `paper` is a deprecated alias of `all_in`.
         risk_free (`float`, *optional*, defaults to `0.0`): r_f per step in the Sharpe reward, in account currency.
         reward (`str`, *optional*, defaults to `"sharpe_delta"`): `sharpe_delta` (paper eq. 3),
             `differential_sharpe` (Moody & Saffell 2001) or `log_return` (see `flagtrl.rewards`).
@@ -79,7 +80,7 @@ class TradingEnv(gym.Env):
         random_start: bool = True,
         initial_cash: float = 100_000.0,
         transaction_cost_bps: float = 0.0,
-        mode: str = "paper",
+        mode: str = "all_in",
         risk_free: float = 0.0,
         price_lookback: int = 10,
         decision_history: int = 10,
@@ -87,8 +88,7 @@ class TradingEnv(gym.Env):
         reward: str = "sharpe_delta",
         reward_kwargs: dict | None = None,
     ):
-        if mode not in TRADING_MODES:
-            raise ValueError(f"Unknown trading mode {mode!r}; choose one of {list(TRADING_MODES)}.")
+        mode = resolve_trading_mode(mode)
         if initial_cash <= 0:
             raise ValueError(f"initial_cash must be positive, got {initial_cash}.")
         if transaction_cost_bps < 0:
@@ -174,8 +174,8 @@ class TradingEnv(gym.Env):
         price_now, price_next = float(self.series.close[self._t]), float(self.series.close[self._t + 1])
         value_before = self.account_value
         # The decision of day t executes at day t's close and earns P_t -> P_{t+1} (module docstring: timing).
-        if self.mode == "paper":
-            self._execute_paper(executed, price_now)
+        if self.mode == "all_in":
+            self._execute_all_in(executed, price_now)
         else:
             self._execute_position(executed, price_now)
         self._t += 1
@@ -202,7 +202,7 @@ class TradingEnv(gym.Env):
         return None
 
     # --- the MDP -----------------------------------------------------------------------------------------------
-    def _execute_paper(self, action: int, price: float) -> None:
+    def _execute_all_in(self, action: int, price: float) -> None:
         if action == BUY:
             self.shares += self.cash * (1.0 - self.cost_rate) / price
             self.cash = 0.0

@@ -9,39 +9,43 @@ zero-shot preference among sell/hold/buy and "KL to the reference" means staying
 reference policy is a frozen copy of the initial top layers and head: it reuses the frozen trunk's hidden states, so
 the KL costs only the top layers, never a second full forward.
 
+LoRA (`peft_config`, `flagtrl.models.lora`): the top layers keep their base weights frozen and train LoRA adapters
+instead; the heads still train in full. The reference policy is then the same top layers with the adapters disabled
+(peft's `disable_adapter`) and a copy of the initial policy head, so it holds no copy of any layer.
+
 Fast paths (exact up to float rounding; `tests/test_trunk_cache.py`): `frozen_states` computes h1 through a
 `TrunkCache` (the frozen layers run once per market prefix, then only on each prompt's account suffix), `forward`
 accepts a precomputed h1 (`frozen_hidden`, what the PPO update reuses from the rollout), and the last trainable layer
 computes its attention and MLP for the last token only (`last_token_top_layer`): the heads read nothing else.
 
 The trained artefact is an adapter: the trainable layers, the final norm and both heads (plus the reference head) as
-safetensors, with an `adapter_config.json` naming the base model and flagtrl's settings.
+safetensors, with an `adapter_config.json` naming the base model and flagtrl's settings; for a LoRA policy, a peft
+adapter with the heads beside it (`flagtrl.models.adapter_io`; the Hub side in `flagtrl.models.hub`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..actions import ACTIONS
 from ..prompt import PROMPT_VERSION, EncodedPrompt
 from .action_head import masked_log_softmax
+from .adapter_io import LORA_KEY_PREFIX, read_adapter, save_adapter
+from .hub import push_adapter_to_hub, resolve_adapter_folder
 from .loading import load_backbone
+from .lora import attach_lora
 from .trunk_cache import FrozenStates, TrunkCache, supports_trunk_cache
 
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_CONFIG_NAME = "adapter_config.json"
-ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 HEAD_INITS = ("lm_head", "random")
 # Decoder layers whose computation `last_token_layer` reproduces (pre-norm attention + MLP, no q/k norms).
 LAST_TOKEN_LAYERS = ("LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer")
@@ -61,6 +65,8 @@ class FlagPolicyConfig:
         prompt_version (`str`, *optional*): The prompt the policy was trained with.
         prompt_config (`dict`, *optional*): The `PromptConfig` it was trained with.
         base_model_revision (`str`, *optional*): Hub revision of the backbone.
+        peft_type (`str`, *optional*): `"LORA"` when the trainable layers carry LoRA adapters (their settings are
+            peft's `LoraConfig`, saved in peft's `adapter_config.json`); `None` when they are trained in full.
     """
 
     base_model_name_or_path: str
@@ -71,6 +77,7 @@ class FlagPolicyConfig:
     prompt_version: str = PROMPT_VERSION
     prompt_config: dict = field(default_factory=dict)
     base_model_revision: str | None = None
+    peft_type: str | None = None
 
 
 @dataclass
@@ -100,8 +107,8 @@ def action_token_ids(tokenizer, action_tokens: list[str]) -> list[int]:
 class FlagPolicy(nn.Module):
     """Actor-critic over a causal LM: frozen lower layers, trainable top layers, policy and value heads.
 
-    Build it with `FlagPolicy.from_backbone(model, tokenizer, num_trainable_layers=...)` or load a trained adapter with
-    `FlagPolicy.from_pretrained(folder_or_repo_id)`.
+    Build it with `FlagPolicy.from_backbone(model, tokenizer, num_trainable_layers=...)` (with `peft_config=LoraConfig(...)`
+    for LoRA on the trainable layers) or load a trained adapter with `FlagPolicy.from_pretrained(folder_or_repo_id)`.
 
     Attributes:
         last_token_top_layer (`bool`, defaults to `True`): Run the last trainable layer's attention query and MLP for
@@ -114,6 +121,7 @@ class FlagPolicy(nn.Module):
         config: FlagPolicyConfig,
         with_reference: bool = True,
         last_token_top_layer: bool = True,
+        peft_config=None,
     ):
         super().__init__()
         inner = backbone.model
@@ -125,6 +133,11 @@ class FlagPolicy(nn.Module):
         self.num_frozen_layers = num_layers - config.num_trainable_layers
         self.last_token_top_layer = last_token_top_layer
         hidden = backbone.config.hidden_size
+        if (peft_config is not None) != (config.peft_type is not None):
+            raise ValueError(
+                f"The policy config says peft_type={config.peft_type!r} but peft_config is "
+                f"{type(peft_config).__name__}: pass both (LoRA) or neither (top layers trained in full)."
+            )
 
         # Heads and trainable layers keep float32 master weights; the frozen trunk stays in the load dtype.
         self.policy_head = nn.Linear(hidden, len(config.action_tokens), bias=False)
@@ -144,13 +157,25 @@ class FlagPolicy(nn.Module):
 
         for parameter in backbone.parameters():
             parameter.requires_grad_(False)
-        for module in self.top_modules():
+        # Not a registered submodule: it wraps `backbone`, whose parameters the policy already holds.
+        self.__dict__["_peft_model"] = None
+        if peft_config is not None:
+            # LoRA: the base weights of the top layers stay frozen in their load dtype (or quantised); peft keeps the
+            # LoRA weights in float32 (`autocast_adapter_dtype`).
+            self.__dict__["_peft_model"] = attach_lora(backbone, peft_config, self.num_frozen_layers)
+            modules = [self.policy_head, self.value_head]
+        else:
+            modules = self.top_modules()
+        for module in modules:
             module.float()
             for parameter in module.parameters():
                 parameter.requires_grad_(True)
-        # The reference policy of the KL penalty: a frozen copy of the initial top layers, norm and policy head.
+        # The reference policy of the KL penalty: a frozen copy of the initial top layers, norm and policy head; with
+        # LoRA, the initial policy head alone (the layers are the base layers, adapters disabled).
         self.reference = None
-        if with_reference:
+        if with_reference and peft_config is not None:
+            self.reference = nn.ModuleDict({"policy_head": copy.deepcopy(self.policy_head)}).requires_grad_(False)
+        elif with_reference:
             self.reference = nn.ModuleDict(
                 {
                     "layers": copy.deepcopy(self.trainable_layers),
@@ -173,21 +198,38 @@ class FlagPolicy(nn.Module):
     def trainable_layers(self) -> nn.ModuleList:
         return self.backbone.model.layers[self.num_frozen_layers :]
 
+    @property
+    def peft_model(self):
+        """The `peft.PeftModelForCausalLM` around the backbone of a LoRA policy; `None` for full top layers."""
+        return self.__dict__["_peft_model"]
+
+    @property
+    def peft_config(self):
+        """The `peft.LoraConfig` of a LoRA policy (as completed by `attach_lora`); `None` for full top layers."""
+        return None if self.peft_model is None else self.peft_model.peft_config["default"]
+
     def top_modules(self) -> list[nn.Module]:
-        """The modules an adapter holds: trainable layers, final norm, policy head, value head."""
+        """The top of the network: trainable layers, final norm, policy head, value head (with LoRA, only the heads
+        and the layers' LoRA weights train)."""
         return [*self.trainable_layers, self.backbone.model.norm, self.policy_head, self.value_head]
 
     def head_parameters(self) -> list[nn.Parameter]:
         return [*self.policy_head.parameters(), *self.value_head.parameters()]
 
     def llm_parameters(self) -> list[nn.Parameter]:
-        return [p for layer in self.trainable_layers for p in layer.parameters()] + list(
-            self.backbone.model.norm.parameters()
-        )
+        """The trained LLM weights: the top layers and the final norm, or their LoRA weights alone."""
+        modules = [*self.trainable_layers, self.backbone.model.norm]
+        return [p for module in modules for p in module.parameters() if p.requires_grad]
 
     @property
     def top_dtype(self) -> torch.dtype:
+        """The heads' dtype (float32), in which the policy's outputs are computed."""
         return self.policy_head.weight.dtype
+
+    @property
+    def layer_dtype(self) -> torch.dtype:
+        """The dtype the top layers compute in: float32 when trained in full; their load dtype with LoRA."""
+        return self.backbone.model.norm.weight.dtype
 
     @property
     def device(self) -> torch.device:
@@ -255,7 +297,8 @@ class FlagPolicy(nn.Module):
         )
 
     def _top_forward(self, layers, norm, hidden, attention_mask) -> torch.Tensor:
-        hidden = hidden.to(self.top_dtype)
+        """The last real token's hidden state after `layers` and `norm`, `(batch, hidden_size)` in `top_dtype`."""
+        hidden = hidden.to(self.layer_dtype)
         causal_mask, position_ids, position_embeddings = self._attention_inputs(hidden, attention_mask)
         last = attention_mask.sum(dim=1) - 1  # right padding: the last real token of each row
         last_token = self.last_token_top_layer and type(layers[-1]).__name__ in LAST_TOKEN_LAYERS
@@ -265,8 +308,8 @@ class FlagPolicy(nn.Module):
                 hidden, attention_mask=causal_mask, position_ids=position_ids, position_embeddings=position_embeddings
             )
         if last_token:
-            return norm(last_token_layer(layers[-1], hidden, last, position_embeddings))
-        return norm(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+            return norm(last_token_layer(layers[-1], hidden, last, position_embeddings)).to(self.top_dtype)
+        return norm(hidden[torch.arange(hidden.shape[0], device=hidden.device), last]).to(self.top_dtype)
 
     def heads(
         self,
@@ -287,7 +330,13 @@ class FlagPolicy(nn.Module):
                 raise ValueError("This FlagPolicy was built without a reference policy (with_reference=False).")
             with torch.no_grad():
                 ref = self.reference
-                ref_hidden = self._top_forward(ref["layers"], ref["norm"], frozen_hidden, attention_mask)
+                if self.peft_model is not None:
+                    with self.peft_model.disable_adapter():
+                        ref_hidden = self._top_forward(
+                            self.trainable_layers, self.backbone.model.norm, frozen_hidden, attention_mask
+                        )
+                else:
+                    ref_hidden = self._top_forward(ref["layers"], ref["norm"], frozen_hidden, attention_mask)
                 ref_log_probs = masked_log_softmax(ref["policy_head"](ref_hidden), action_mask)
         return FlagPolicyOutput(logits, masked_log_softmax(logits, action_mask), values, ref_log_probs)
 
@@ -329,12 +378,18 @@ class FlagPolicy(nn.Module):
         prompt_config: dict | None = None,
         with_reference: bool = True,
         last_token_top_layer: bool = True,
+        peft_config=None,
     ) -> FlagPolicy:
         """Wrap a loaded causal LM (Llama-like: `model.embed_tokens/layers/norm/rotary_emb`).
 
         The policy owns its settings from here on: `prompt_config` (the `PromptConfig` fields it reads its states
         with, saved with the adapter; empty when not given) and `last_token_top_layer` (see the class docstring). A
         trainer reads them and checks them against its own config; it never writes them.
+
+        Args:
+            peft_config (`peft.LoraConfig`, *optional*): Train LoRA adapters on the `num_trainable_layers` top layers
+                instead of the layers themselves (e.g. `trl.get_peft_config(model_args)`; see `flagtrl.models.lora`
+                for what is supported). The backbone is modified in place.
         """
         inner = getattr(backbone, "model", None)
         if inner is None or not all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
@@ -350,17 +405,33 @@ class FlagPolicy(nn.Module):
             action_token_ids=action_token_ids(tokenizer, action_tokens) if policy_head_init == "lm_head" else [],
             policy_head_init=policy_head_init,
             prompt_config=dict(prompt_config or {}),
+            peft_type=None
+            if peft_config is None
+            else str(getattr(peft_config.peft_type, "value", peft_config.peft_type)),
         )
-        return cls(backbone, config, with_reference=with_reference, last_token_top_layer=last_token_top_layer)
+        return cls(
+            backbone,
+            config,
+            with_reference=with_reference,
+            last_token_top_layer=last_token_top_layer,
+            peft_config=peft_config,
+        )
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """The adapter's tensors: trainable layers, final norm, both heads and the reference head."""
+        """The adapter's tensors, copied to the CPU: both heads and the reference head, with the trainable layers and
+        the final norm (`layers.<i>.*`, `norm.*`) or, for a LoRA policy, the LoRA weights under peft's names
+        (`base_model.model.model.layers.<i>.<module>.lora_{A,B}.weight`)."""
         state = {}
-        for offset, layer in enumerate(self.trainable_layers):
-            for name, tensor in layer.state_dict().items():
-                state[f"layers.{self.num_frozen_layers + offset}.{name}"] = tensor
-        for prefix, module in (("norm", self.backbone.model.norm), ("policy_head", self.policy_head)):
-            state.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
+        if self.peft_model is not None:
+            from peft import get_peft_model_state_dict
+
+            state.update(get_peft_model_state_dict(self.peft_model))
+        else:
+            for offset, layer in enumerate(self.trainable_layers):
+                for name, tensor in layer.state_dict().items():
+                    state[f"layers.{self.num_frozen_layers + offset}.{name}"] = tensor
+            state.update({f"norm.{k}": v for k, v in self.backbone.model.norm.state_dict().items()})
+        state.update({f"policy_head.{k}": v for k, v in self.policy_head.state_dict().items()})
         state.update({f"value_head.{k}": v for k, v in self.value_head.state_dict().items()})
         if self.reference is not None:
             state.update(
@@ -377,8 +448,15 @@ class FlagPolicy(nn.Module):
         if missing or unexpected:
             raise ValueError(f"Adapter does not fit this policy: missing {missing[:5]}, unexpected {unexpected[:5]}.")
         inner = self.backbone.model
+        lora = {k: v for k, v in state.items() if k.startswith(LORA_KEY_PREFIX)}
+        if lora:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.peft_model, lora)
         for key, tensor in state.items():
             head, _, rest = key.partition(".")
+            if key in lora:
+                continue
             if head == "layers":
                 index, _, name = rest.partition(".")
                 target = inner.layers[int(index)]
@@ -401,28 +479,19 @@ class FlagPolicy(nn.Module):
                     "reference policy cannot be rebuilt: load it with with_reference=False (inference) or train anew."
                 )
 
+    def load_adapter(self, folder: str | Path) -> None:
+        """Load the weights of an adapter folder of either layout (`flagtrl.models.adapter_io`) into this policy."""
+        self.load_adapter_state_dict(read_adapter(folder).state)
+
     def save_pretrained(self, save_directory: str | Path, tokenizer=None, prompt_config: dict | None = None) -> None:
-        """Write the adapter (safetensors + `adapter_config.json`, and the tokenizer when given).
+        """Write the adapter (`flagtrl.models.adapter_io.save_adapter`: flagtrl's safetensors + `adapter_config.json`
+        for full top layers, peft's adapter + flagtrl's heads for LoRA; and the tokenizer when given).
 
         Args:
             prompt_config (`dict`, *optional*): The prompt settings to record for a policy built without any (a
                 trainer passes the ones it trained with); the policy's own otherwise.
         """
-        save_directory = Path(save_directory)
-        save_directory.mkdir(parents=True, exist_ok=True)
-        save_file(self.adapter_state_dict(), str(save_directory / ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
-        adapter_config = {
-            "base_model_name_or_path": self.config_flag.base_model_name_or_path,
-            "revision": self.config_flag.base_model_revision,
-            "library_name": "flagtrl",
-            "peft_type": None,  # not a PEFT method: the top layers are trained in full
-            "task_type": "FLAG_ACTOR_CRITIC",
-            "flagtrl": asdict(self.config_flag)
-            | {"prompt_config": dict(self.config_flag.prompt_config or prompt_config or {})},
-        }
-        (save_directory / ADAPTER_CONFIG_NAME).write_text(json.dumps(adapter_config, indent=2))
-        if tokenizer is not None:
-            tokenizer.save_pretrained(save_directory)
+        save_adapter(self, save_directory, tokenizer=tokenizer, prompt_config=prompt_config)
 
     def push_to_hub(
         self,
@@ -433,23 +502,12 @@ class FlagPolicy(nn.Module):
         commit_message: str = "Upload FLAG-Trader adapter",
         model_card: str | None = None,
     ) -> str:
-        """Save the adapter (and a model card) to a temporary folder and upload it to `repo_id`.
+        """Upload the adapter and a model card to `repo_id` (`flagtrl.models.hub.push_adapter_to_hub`).
 
         Returns:
             `str`: the URL of the commit.
         """
-        import tempfile
-
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        with tempfile.TemporaryDirectory() as folder:
-            self.save_pretrained(folder, tokenizer=tokenizer)
-            card = model_card or adapter_model_card(self.config_flag, repo_id)
-            (Path(folder) / "README.md").write_text(card)
-            commit = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
-        return str(getattr(commit, "commit_url", commit))
+        return push_adapter_to_hub(self, repo_id, tokenizer, private, token, commit_message, model_card)
 
     @classmethod
     def from_pretrained(
@@ -461,17 +519,19 @@ class FlagPolicy(nn.Module):
         with_reference: bool = True,
         **backbone_kwargs,
     ) -> FlagPolicy:
-        """Load a trained adapter (a folder, or a Hub repo id, from the local cache when `HF_HUB_OFFLINE=1`) on its
-        base model (loaded with `flagtrl.models.loading.load_backbone`, or the `backbone` you pass)."""
-        folder = resolve_adapter_folder(adapter_name_or_path, revision)
-        raw = json.loads((folder / ADAPTER_CONFIG_NAME).read_text())
-        config = FlagPolicyConfig(**raw["flagtrl"])
+        """Load a trained adapter of either kind (full top layers or LoRA; a folder, or a Hub repo id, from the local
+        cache when `HF_HUB_OFFLINE=1`) on its base model (loaded with `flagtrl.models.loading.load_backbone`, which
+        takes `backbone_kwargs` such as `quantization_config`, or the `backbone` you pass)."""
+        saved = read_adapter(resolve_adapter_folder(adapter_name_or_path, revision))
+        config = FlagPolicyConfig(**saved.settings)
         if backbone is None:
+            backbone_kwargs.setdefault("num_trainable_layers", config.num_trainable_layers)
+            backbone_kwargs.setdefault("quantize_trainable_layers", saved.peft_config is not None)
             backbone = load_backbone(
                 config.base_model_name_or_path, revision=config.base_model_revision, dtype=dtype, **backbone_kwargs
             )
-        policy = cls(backbone, config, with_reference=with_reference)
-        policy.load_adapter_state_dict(load_file(str(folder / ADAPTER_WEIGHTS_NAME)))
+        policy = cls(backbone, config, with_reference=with_reference, peft_config=saved.peft_config)
+        policy.load_adapter_state_dict(saved.state)
         return policy
 
 
@@ -517,56 +577,3 @@ def last_token_layer(layer: nn.Module, hidden: torch.Tensor, last: torch.Tensor,
     output = attention.o_proj(output.reshape(batch, -1))
     residual = hidden[rows, last] + output
     return residual + layer.mlp(layer.post_attention_layernorm(residual))
-
-
-def adapter_model_card(config: FlagPolicyConfig, repo_id: str, metrics_table: str | None = None) -> str:
-    """A model card body for a FLAG-Trader adapter: what it is, how to load it, and its evaluation when known."""
-    lines = [
-        "---",
-        f"base_model: {config.base_model_name_or_path}",
-        "library_name: flagtrl",
-        "tags: [flagtrl, flag-trader, ppo, trading, reinforcement-learning]",
-        "---",
-        "",
-        f"# {repo_id.split('/')[-1]}",
-        "",
-        f"A FLAG-Trader policy ([arXiv 2502.11433](https://arxiv.org/abs/2502.11433)) trained with "
-        f"[flagtrl](https://github.com/flagtrl/flagtrl) on top of `{config.base_model_name_or_path}`: "
-        f"the lower layers are the frozen base model, the top {config.num_trainable_layers} layers, the final norm, "
-        f"a policy head over {config.action_tokens} and a value head are this adapter "
-        f"(prompt `{config.prompt_version}`).",
-        "",
-        "## How to load",
-        "",
-        "```python",
-        "from flagtrl.agents.flag_agent import FlagAgent",
-        "from flagtrl.models import FlagPolicy",
-        "",
-        f'policy = FlagPolicy.from_pretrained("{repo_id}")  # loads the base model, then the adapter',
-        f'agent = FlagAgent.from_pretrained("{repo_id}")  # the policy behind the backtest agent protocol',
-        "```",
-        "",
-        f"Backtest: `flagtrl backtest --dataset DIR --asset MSFT --start 2020-10-01 --end 2021-05-05 "
-        f"--agent flag:{repo_id}`",
-    ]
-    if metrics_table:
-        lines += ["", "## Evaluation", "", metrics_table]
-    return "\n".join(lines) + "\n"
-
-
-def resolve_adapter_folder(adapter_name_or_path: str | Path, revision: str | None = None) -> Path:
-    """A local adapter folder, or the snapshot of a Hub repo (downloaded, or read from the cache when offline)."""
-    path = Path(adapter_name_or_path)
-    if path.is_dir():
-        if not (path / ADAPTER_CONFIG_NAME).exists():
-            raise FileNotFoundError(f"{path} has no {ADAPTER_CONFIG_NAME}: it is not a flagtrl adapter folder.")
-        return path
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(str(adapter_name_or_path), revision=revision))
-    except Exception as error:  # offline without a cached copy, unknown repo, no network
-        raise OSError(
-            f"Could not find the adapter {adapter_name_or_path!r}: it is neither a local folder nor a Hub repo "
-            f"available here ({type(error).__name__}: {error})."
-        ) from error

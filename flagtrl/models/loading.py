@@ -132,6 +132,7 @@ def load_backbone(
     num_trainable_layers: int | None = None,
     attn_implementation: str | None = None,
     trust_remote_code: bool = False,
+    quantize_trainable_layers: bool = False,
 ):
     """Load a causal LM backbone (safetensors only).
 
@@ -142,6 +143,9 @@ def load_backbone(
         quantization_config (`BitsAndBytesConfig`, *optional*): 4/8-bit loading of the frozen part; the top
             `num_trainable_layers` layers and the norm are kept unquantised so that they can be trained.
         num_trainable_layers (`int`, *optional*): Needed with `quantization_config`.
+        quantize_trainable_layers (`bool`, *optional*, defaults to `False`): Quantise the top layers too (QLoRA: their
+            base weights stay frozen and LoRA adapters train beside them); only the final norm and the LM head stay
+            unquantised.
         attn_implementation (`str`, *optional*): e.g. `sdpa` or `eager`.
         trust_remote_code (`bool`, *optional*, defaults to `False`): Never on by default.
     """
@@ -152,11 +156,13 @@ def load_backbone(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if quantization_config is not None:
-        if num_trainable_layers is None:
+        if num_trainable_layers is None and not quantize_trainable_layers:
             raise ValueError("Quantised loading needs num_trainable_layers (the top layers stay unquantised).")
-        config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
-        first_trainable = config.num_hidden_layers - num_trainable_layers
-        skip = [f"model.layers.{i}" for i in range(first_trainable, config.num_hidden_layers)]
+        skip = []
+        if not quantize_trainable_layers:
+            config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+            first_trainable = config.num_hidden_layers - num_trainable_layers
+            skip = [f"model.layers.{i}" for i in range(first_trainable, config.num_hidden_layers)]
         quantization_config.llm_int8_skip_modules = [*skip, "model.norm", "lm_head"]
         kwargs["quantization_config"] = quantization_config
     model = AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)

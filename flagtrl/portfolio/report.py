@@ -2,7 +2,7 @@
 
 Files written to `output_dir`:
 
-- `report.md`: the metrics tables (`paper` and `standard`, via `flagtrl.metrics.format_metrics_table`), the trading
+- `report.md`: the metrics tables (`paper` and `standard`, via `flagtrl.metrics_table.format_metrics_table`), the trading
   activity of each policy (turnover, costs, the manager's fallbacks) and the days dropped from the calendar;
 - `metrics.json`: metrics of every policy in both conventions, the activity, the dropped days and the run's settings;
 - `metrics.csv`: one row per (policy, convention);
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import CONVENTIONS, TABLE_COLUMNS, format_metrics_table
+from ..metrics import CONVENTIONS
+from ..metrics_table import TABLE_COLUMNS, format_metrics_table
 from ..strict_json import write_json
 from .backtest import PortfolioBacktestResult
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..actions import BUY, SELL
+from ..actions import ACTIONS, BUY, NUM_ACTIONS, SELL
 
 
 # Views below this confidence are left out: Idzorek's omega for them is ~1e16 times the prior's, they change nothing.
@@ -34,16 +34,17 @@ def view_tilt(probabilities: Sequence[float] | np.ndarray, volatility: float, vi
 
 
 def view_confidence(probabilities: Sequence[float] | np.ndarray) -> float:
-    """confidence = 1 - H(p) / ln(3): 1 for a certain analyst, 0 for a uniform one."""
+    """confidence = 1 - H(p) / ln(NUM_ACTIONS): 1 for a certain analyst, 0 for a uniform one."""
     p = np.asarray(probabilities, dtype=np.float64)
-    if p.shape != (3,) or np.any(p < -1e-12) or not np.isclose(p.sum(), 1.0, atol=1e-6):
+    if p.shape != (NUM_ACTIONS,) or np.any(p < -1e-12) or not np.isclose(p.sum(), 1.0, atol=1e-6):
         raise ValueError(
-            f"An analyst distribution is 3 probabilities (sell, hold, buy) summing to 1, got {p.tolist()}."
+            f"An analyst distribution is {NUM_ACTIONS} probabilities ({', '.join(ACTIONS)}) summing to 1, "
+            f"got {p.tolist()}."
         )
     p = np.clip(p, 0.0, 1.0)
     positive = p[p > 0]
     entropy = float(-(positive * np.log(positive)).sum())
-    return float(min(1.0, max(0.0, 1.0 - entropy / math.log(3))))
+    return float(min(1.0, max(0.0, 1.0 - entropy / math.log(NUM_ACTIONS))))
 
 
 @dataclass

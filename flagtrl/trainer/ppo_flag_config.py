@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from trl.trainer.base_config import _BaseConfig
 
+from ..actions import resolve_trading_mode
 from ..hardware import cpu_has_fast_bf16
 from ..prompt import PromptConfig
 from ..rewards import get_reward_function
@@ -57,7 +58,7 @@ class FlagPPOConfig(_BaseConfig):
         assets (`list[str]`, *optional*): Assets to train on (all of the dataset's when unset); environment i
             trades `assets[i % len(assets)]`.
         max_episode_steps (`int`, *optional*, defaults to `65`): Episode length (clamped to the window).
-        trading_mode (`str`, *optional*, defaults to `"paper"`): `paper` or `position`.
+        trading_mode (`str`, *optional*, defaults to `"all_in"`): `all_in` or `position` (`paper`: deprecated alias).
         initial_cash (`float`, *optional*, defaults to `100000.0`): Starting cash of each episode.
         transaction_cost_bps (`float`, *optional*, defaults to `0.0`): Trading cost in basis points.
         reward (`str`, *optional*, defaults to `"sharpe_delta"`): The step reward (`flagtrl.rewards`):
@@ -76,7 +77,9 @@ class FlagPPOConfig(_BaseConfig):
 
         > Parameters that control the policy and the prompt
 
-        num_trainable_layers (`int`, *optional*, defaults to `2`): Top LLM layers trained (the rest frozen).
+        num_trainable_layers (`int`, *optional*, defaults to `2`): Top LLM layers trained (the rest frozen); with
+            `ModelConfig.use_peft`, the layers that carry LoRA adapters (`flagtrl.models.lora`; the model's layer
+            count for LoRA on every layer).
         policy_head_init (`str`, *optional*, defaults to `"lm_head"`): `lm_head` or `random`.
         price_history_days (`int`, *optional*, defaults to `10`): Prices in the prompt.
         max_news_items (`int`, *optional*, defaults to `3`): News items in the prompt.
@@ -85,6 +88,9 @@ class FlagPPOConfig(_BaseConfig):
             (each costs tokens of the per-step suffix).
         news_position (`str`, *optional*, defaults to `"last"`): `last` (the day's news after the account, right
             before the answer) or `market` (inside the cached market JSON, the flag-v2 layout); see `PromptConfig`.
+        anonymise (`bool`, *optional*, defaults to `False`): Train on anonymised prompts (`PromptConfig.anonymise`:
+            no ticker, company names, dates or price levels), so that the policy cannot learn from what it memorised;
+            the adapter keeps the setting, and its evaluation uses it.
 
         > Parameters that control speed (each one exact up to float rounding; turn all off for the plain loop)
 
@@ -107,7 +113,11 @@ class FlagPPOConfig(_BaseConfig):
         eval_max_days (`int`, *optional*): Evaluate on at most this many days of each test window (all when unset).
 
     Changed defaults (vs `TrainingArguments`): `learning_rate=5e-4`, `gradient_accumulation_steps=8`,
-    `max_grad_norm=0.5`, `logging_steps=1`, `gradient_checkpointing=False`, `save_steps=50`, `report_to="none"`.
+    `max_grad_norm=0.5`, `logging_steps=1`, `gradient_checkpointing=False`, `save_steps=50`, `report_to="none"`,
+    `use_cpu=None` (unset: `True` when there is no CUDA or MPS device). `bf16` left unset (TRL's default) is `True` on
+    a GPU and, on the CPU, `True` only with `use_cpu` and bf16 that beats float32 (AMX). A value set in the YAML or on the
+    command line is never changed (with `bf16` unset, an explicit `use_cpu: false` without a GPU trains in float32 on
+    the CPU).
     `llm_learning_rate` (beta) is not given in the paper; 5e-5 is our choice.
     """
 
@@ -132,7 +142,7 @@ class FlagPPOConfig(_BaseConfig):
     dataset_test_split: str = field(default="test", metadata={"help": "Split of the evaluation windows."})
     assets: list[str] | None = field(default=None, metadata={"help": "Assets to train on (default: all)."})
     max_episode_steps: int = field(default=65, metadata={"help": "Episode length in trading days."})
-    trading_mode: str = field(default="paper", metadata={"help": "Trading mode: paper or position."})
+    trading_mode: str = field(default="all_in", metadata={"help": "Trading mode: all_in or position."})
     initial_cash: float = field(default=100_000.0, metadata={"help": "Starting cash of each episode."})
     transaction_cost_bps: float = field(default=0.0, metadata={"help": "Trading cost in basis points."})
     reward: str = field(
@@ -154,6 +164,9 @@ class FlagPPOConfig(_BaseConfig):
     decision_history: int = field(default=10, metadata={"help": "Previous decisions shown in the prompt."})
     news_position: str = field(
         default="last", metadata={"help": "Where the news go: last (before the answer) or market."}
+    )
+    anonymise: bool = field(
+        default=False, metadata={"help": "Anonymised prompts: no ticker, names, dates or price levels."}
     )
 
     use_trunk_cache: bool = field(
@@ -177,6 +190,9 @@ class FlagPPOConfig(_BaseConfig):
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Not used by the PPO loop."})
     save_steps: float = field(default=50, metadata={"help": "Checkpoint every X PPO iterations."})
     report_to: str | list[str] = field(default="none", metadata={"help": "Trackers: none, wandb, tensorboard..."})
+    use_cpu: bool | None = field(
+        default=None, metadata={"help": "Train on the CPU. Unset: on the CPU when there is no CUDA or MPS device."}
+    )
 
     def prompt_config(self) -> PromptConfig:
         """The prompt settings of this config as a `PromptConfig` (pass `vars(...)` to `FlagPolicy.from_backbone`)."""
@@ -186,21 +202,22 @@ class FlagPPOConfig(_BaseConfig):
             max_prompt_tokens=self.max_prompt_tokens,
             news_position=self.news_position,
             decision_history=self.decision_history,
+            anonymise=self.anonymise,
         )
 
     def __post_init__(self):
-        # No accelerator: train on the CPU (bf16 autocast: about 2x float32 with AMX, slower without)
-        # rather than fail transformers' "bf16 needs a GPU" check.
-        if not self.use_cpu and not torch.cuda.is_available() and not torch.backends.mps.is_available():
-            logger.info("No CUDA or MPS device: training on the CPU (use_cpu=True).")
-            self.use_cpu = True
-        if self.use_cpu and self.bf16 is None and not self.fp16:
-            # bf16 left unset (auto): bf16 autocast only where it beats float32 (AMX; `flagtrl.hardware`).
-            self.bf16 = cpu_has_fast_bf16()
-            logger.info("bf16 unset on the CPU: bf16=%s (AMX bf16 instructions: %s).", self.bf16, self.bf16)
+        # Only the values left unset (auto, `None`) are resolved here; a value the user set is kept as set.
+        has_accelerator = torch.cuda.is_available() or torch.backends.mps.is_available()
+        if self.use_cpu is None:
+            self.use_cpu = not has_accelerator
+            logger.info("use_cpu unset: use_cpu=%s (CUDA or MPS device: %s).", self.use_cpu, has_accelerator)
+        if self.bf16 is None and not self.fp16 and (self.use_cpu or not has_accelerator):
+            # bf16 autocast only where it beats float32 (AMX: about 2x; slower without, `flagtrl.hardware`), and only
+            # with use_cpu: transformers refuses bf16 without a GPU otherwise.
+            self.bf16 = self.use_cpu and cpu_has_fast_bf16()
+            logger.info("bf16 unset on the CPU: bf16=%s (use_cpu=%s).", self.bf16, self.use_cpu)
         super().__post_init__()
-        if self.trading_mode not in ("paper", "position"):
-            raise ValueError(f"trading_mode must be paper or position, got {self.trading_mode!r}.")
+        self.trading_mode = resolve_trading_mode(self.trading_mode)  # a deprecated alias resolves, with a warning
         if self.num_envs < 1 or self.num_steps < 1:
             raise ValueError(f"num_envs and num_steps must be >= 1, got {self.num_envs} and {self.num_steps}.")
         if self.total_timesteps < self.batch_size:

@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import DatasetDict
-from transformers.trainer_utils import get_last_checkpoint
+from huggingface_hub import ModelCard
+from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 from trl.trainer.base_trainer import _BaseTrainer
 
 from ..actions import BUY, NUM_ACTIONS, SELL
@@ -41,6 +43,7 @@ from ..models.flag_policy import FlagPolicy
 from ..models.trunk_cache import FrozenStates, TrunkCache
 from ..prompt import PromptBuilder, PromptConfig
 from ..rewards import running_sharpe
+from .model_card import add_adapter_sections
 from .ppo_flag_config import FlagPPOConfig
 from .ppo_math import (
     categorical_kl,
@@ -55,12 +58,11 @@ from .ppo_math import (
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME = "optimizer.pt", "scheduler.pt", "trainer_state.json"
-# The rollout tensors that the update reads per micro-batch (moved to the model's device there).
 # Each rank samples its own actions and episodes: the sampling generator's seed moves by RANK_SEED_STRIDE a rank and
 # environment i of a rank is seeded seed + ENV_SEED_STRIDE * rank + i, so two ranks' environments share no seed while
 # a rank has fewer than ENV_SEED_STRIDE environments.
 RANK_SEED_STRIDE, ENV_SEED_STRIDE = 7919, 1000
+# The rollout tensors that the update reads per micro-batch (moved to the model's device there).
 UPDATE_TENSORS = ("masks", "actions", "log_probs", "values", "returns", "ref_log_probs")
 
 
@@ -398,7 +400,6 @@ class FlagPPOTrainer(_BaseTrainer):
         clip, step). The losses stay on the model's device; statistics go to the CPU only to be logged."""
         args, accelerator = self.args, self.accelerator
         model, policy = self.model_wrapped, self.model
-        device = policy.device
         size = len(batch["prompts"])
         stats: dict[str, list[float]] = defaultdict(list)
         for _ in range(args.update_epochs):
@@ -410,11 +411,9 @@ class FlagPPOTrainer(_BaseTrainer):
                     advantages = normalize_advantages(advantages)
                 # Gradient accumulation: micro-batches of one minibatch add up their gradients before one step.
                 micro_batches = minibatch.tensor_split(min(args.gradient_accumulation_steps, len(minibatch)))
-                offsets = np.cumsum([0] + [len(m) for m in micro_batches])
+                micro_advantages = advantages.split([len(micro) for micro in micro_batches])
                 for k, micro in enumerate(micro_batches):
-                    inputs = self._micro_batch_inputs(batch, micro)
-                    old = {key: batch[key][micro].to(device) for key in UPDATE_TENSORS}
-                    micro_advantages = advantages[offsets[k] : offsets[k + 1]].to(device)
+                    inputs, old = self._micro_batch_inputs(batch, micro, micro_advantages[k])
                     last = k == len(micro_batches) - 1
                     sync = contextlib.nullcontext() if last else accelerator.no_sync(model)
                     with sync, accelerator.autocast():
@@ -426,28 +425,31 @@ class FlagPPOTrainer(_BaseTrainer):
                         )
                         new_log_probs = out.log_probs.gather(1, old["actions"][:, None]).squeeze(1)
                         pg_loss, approx_kl, old_approx_kl, clip_fraction = clipped_policy_loss(
-                            new_log_probs, old["log_probs"], micro_advantages, args.clip_coef
+                            new_log_probs, old["log_probs"], old["advantages"], args.clip_coef
                         )
                         v_loss = clipped_value_loss(
                             out.values, old["values"], old["returns"], args.clip_coef, args.clip_vloss
                         )
                         entropy = masked_entropy(out.log_probs).mean()
                         loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss
+                        kl = None
                         if args.kl_coef > 0:  # without it the rollout computed no reference log-probs
                             kl = categorical_kl(out.log_probs, old["ref_log_probs"]).mean()
                             loss = loss + args.kl_coef * kl
-                            stats["objective/kl"].append(float(kl.detach()))
                         accelerator.backward(loss * len(micro) / len(minibatch))
-                    for name, value in (
-                        ("policy/loss", pg_loss),
-                        ("policy/approx_kl", approx_kl),
-                        ("policy/old_approx_kl", old_approx_kl),
-                        ("policy/clipfrac", clip_fraction),
-                        ("value/loss", v_loss),
-                        ("policy/entropy", entropy),
-                        ("objective/loss", loss),
-                    ):
-                        stats[name].append(float(value.detach()))
+                    logged = {
+                        "objective/kl": kl,
+                        "policy/loss": pg_loss,
+                        "policy/approx_kl": approx_kl,
+                        "policy/old_approx_kl": old_approx_kl,
+                        "policy/clipfrac": clip_fraction,
+                        "value/loss": v_loss,
+                        "policy/entropy": entropy,
+                        "objective/loss": loss,
+                    }
+                    for name, value in logged.items():
+                        if value is not None:
+                            stats[name].append(float(value.detach()))
                 if args.max_grad_norm and args.max_grad_norm > 0:
                     grad_norm = accelerator.clip_grad_norm_(
                         [p for p in policy.parameters() if p.requires_grad], args.max_grad_norm
@@ -468,14 +470,27 @@ class FlagPPOTrainer(_BaseTrainer):
         )
         return result
 
-    def _micro_batch_inputs(self, batch: dict, micro: torch.Tensor) -> dict[str, torch.Tensor | None]:
-        """The model inputs of the samples `micro` of a rollout batch, one of three ways: h1 kept from the rollout
-        (`reuse_rollout_hidden_states`), h1 from the trunk cache (`use_trunk_cache`), or the token ids for a full
-        forward. With h1 given, only the trainable top layers run.
+    def _micro_batch_inputs(
+        self, batch: dict, micro: torch.Tensor, advantages: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor | None], dict[str, torch.Tensor]]:
+        """What the update needs of the samples `micro` of a rollout batch, on the model's device: the model inputs
+        and the rollout's tensors (`UPDATE_TENSORS` and the micro-batch's `advantages`).
+
+        The inputs come one of three ways: h1 kept from the rollout (`reuse_rollout_hidden_states`), h1 from the trunk
+        cache (`use_trunk_cache`), or the token ids for a full forward. With h1 given, only the trainable top layers
+        run.
 
         Returns:
-            `dict`: `input_ids` (`None` with h1), `attention_mask` and `frozen_hidden` (`None` without h1).
+            `tuple[dict, dict]`: the inputs, `input_ids` (`None` with h1), `attention_mask` and `frozen_hidden` (`None`
+            without h1); and the rollout's tensors by name.
         """
+        device = self.model.device
+        old = {key: batch[key][micro].to(device) for key in UPDATE_TENSORS}
+        old["advantages"] = advantages.to(device)
+        return self._model_inputs(batch, micro), old
+
+    def _model_inputs(self, batch: dict, micro: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """The model inputs of the samples `micro`, by the first of the three ways that applies (`_micro_batch_inputs`)."""
         if "frozen_states" in batch:
             frozen = batch["frozen_states"].select(micro)
         elif self.trunk_cache is not None:
@@ -579,28 +594,18 @@ class FlagPPOTrainer(_BaseTrainer):
         self.accelerator.wait_for_everyone()
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
-        """TRL's model card (base model, training procedure, versions, citation) plus how to load the adapter and the
-        last evaluation's table."""
+        """TRL's model card (base model, training procedure, versions, citation) followed by how to load the adapter
+        and the last evaluation's table (`flagtrl.trainer.model_card`)."""
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
         if not self.is_world_process_zero():
             return
-        from ..metrics import format_metrics_table
-        from ..models.flag_policy import adapter_model_card
-
-        table = None
-        results = getattr(self, "last_eval_results", None)
-        if results:
-            by_asset: dict = {}
-            for (agent, asset), result in results.items():
-                by_asset.setdefault(asset, {})[agent] = result.metrics["paper"]
-            table = format_metrics_table(by_asset, "paper")
-        body = adapter_model_card(self.model.config_flag, self.hub_model_id or model_name or "flag-trader", table)
         readme = Path(self.args.output_dir) / "README.md"
-        flag_section = body.split("---\n", 2)[-1]  # TRL's card keeps its own metadata header
-        readme.write_text(readme.read_text() + "\n" + flag_section)
+        repo_id = self.hub_model_id or model_name or "flag-trader"
+        card = add_adapter_sections(ModelCard.load(readme), self.model.config_flag, repo_id, self.last_eval_results)
+        card.save(readme)
 
     def _save_rollout_checkpoint(self) -> None:
-        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        folder = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
         if self.accelerator.is_main_process:
             self.model.save_pretrained(folder, tokenizer=self.processing_class, prompt_config=vars(self.prompt_config))
@@ -617,21 +622,13 @@ class FlagPPOTrainer(_BaseTrainer):
         }
         torch.save(rollout_state, folder / rollout_state_name(self.rank))
         self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process and self.args.save_total_limit:
-            checkpoints = sorted(
-                Path(self.args.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-            )
-            for stale in checkpoints[: -self.args.save_total_limit]:
-                import shutil
-
-                shutil.rmtree(stale, ignore_errors=True)
+        if self.accelerator.is_main_process:
+            # transformers' own rotation (by step number; it always keeps the newest checkpoint, to resume from).
+            rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
     def _load_checkpoint(self, checkpoint: str | os.PathLike) -> None:
-        from safetensors.torch import load_file
         from transformers import TrainerState
         from transformers.trainer_pt_utils import safe_globals
-
-        from ..models.flag_policy import ADAPTER_WEIGHTS_NAME
 
         folder = Path(checkpoint)
         rollout_file = folder / rollout_state_name(self.rank)
@@ -640,7 +637,7 @@ class FlagPPOTrainer(_BaseTrainer):
                 f"{folder} has no {rollout_file.name}: it is not a complete FlagPPOTrainer checkpoint "
                 f"(was it written with a different number of processes?)."
             )
-        self.model.load_adapter_state_dict(load_file(str(folder / ADAPTER_WEIGHTS_NAME)))
+        self.model.load_adapter(folder)
         self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_NAME, weights_only=True))
         self.lr_scheduler.load_state_dict(torch.load(folder / SCHEDULER_NAME, weights_only=True))
         self.state = TrainerState.load_from_json(str(folder / TRAINER_STATE_NAME))
