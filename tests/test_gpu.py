@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import build_tiny_llama, tiny_ppo_config
 from test_trunk_cache import (
+    ATOL,
     BF16_FACTOR,
     BF16_FLOOR,
     BF16_ROWS,
@@ -51,6 +52,8 @@ def test_cuda_paths_against_float32(tiny_tokenizer, dtype, batch_suffixes):
     policy, reference = cuda_policies(tiny_tokenizer, dtype)
     prompts = make_prompts(len(tiny_tokenizer), BF16_ROWS)
     masks = action_masks(len(BF16_ROWS)).cuda()
+    # float32 against float32: only the kernels' own rounding (SDPA may pick another kernel per shape), as on the CPU
+    floor = ATOL if dtype == torch.float32 else BF16_FLOOR
     with torch.no_grad():
         fp32 = plain_outputs(reference, prompts, masks)
         with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
@@ -59,7 +62,7 @@ def test_cuda_paths_against_float32(tiny_tokenizer, dtype, batch_suffixes):
             for _ in ("miss", "hit"):
                 e_fast = rms_error(fast_outputs(policy, prompts, masks, cache), fp32, masks)
                 for plain, fast in zip(e_plain, e_fast):
-                    assert fast <= BF16_FACTOR * plain + BF16_FLOOR, (dtype, e_fast, e_plain)
+                    assert fast <= BF16_FACTOR * plain + floor, (dtype, e_fast, e_plain)
     if dtype != torch.float32:
         assert e_plain[0] > 10 * BF16_FLOOR  # the comparison did run in reduced precision
 
