@@ -634,6 +634,13 @@ def levers_section(policy: FlagPolicy, args, dataset, tokenizer, output_dir: str
         variants["bf16 trunk"] = frozen_trunk_as(policy, torch.bfloat16)
     if policy.device.type == "cpu":
         variants["int8 dynamic trunk"] = quantize_frozen_trunk(frozen_trunk_as(policy, torch.float32))
+    if args.compile_lever:
+        # Each frozen layer compiled with dynamic shapes. The KV cache's layer index is a guard, so dynamo recompiles
+        # per layer up to its limit of 8 and runs the other layers eagerly: the figure is an upper bound of its gain.
+        compiled = frozen_trunk_as(policy, torch.float32)
+        for index in range(compiled.num_frozen_layers):
+            compiled.backbone.model.layers[index] = torch.compile(compiled.backbone.model.layers[index], dynamic=True)
+        variants["float32 trunk, torch.compile"] = compiled
     caches = {name: TrunkCache(batch_suffixes=False) for name in variants}
     eager = copy.deepcopy(float32)
     eager.backbone.config._attn_implementation = "eager"
@@ -719,6 +726,9 @@ def main() -> None:
     )
     parser.add_argument("--lever_states", type=int, default=8, help="States of the lever measurements.")
     parser.add_argument("--lever_repeats", type=int, default=3, help="Interleaved repetitions (the minimum is kept).")
+    parser.add_argument(
+        "--compile_lever", action="store_true", help="Also measure torch.compile of the frozen layers."
+    )
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads; 0: one per core left idle by other jobs (load average)."
     )
