@@ -635,8 +635,9 @@ def levers_section(policy: FlagPolicy, args, dataset, tokenizer, output_dir: str
     if policy.device.type == "cpu":
         variants["int8 dynamic trunk"] = quantize_frozen_trunk(frozen_trunk_as(policy, torch.float32))
     if args.compile_lever:
-        # Each frozen layer compiled with dynamic shapes. The KV cache's layer index is a guard, so dynamo recompiles
-        # per layer up to its limit of 8 and runs the other layers eagerly: the figure is an upper bound of its gain.
+        # Each frozen layer compiled with dynamic shapes. The KV cache's layer index is a guard, so dynamo compiles one
+        # graph per layer: its recompile limit (8 by default) is raised to cover them all.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 2 * policy.num_frozen_layers)
         compiled = frozen_trunk_as(policy, torch.float32)
         for index in range(compiled.num_frozen_layers):
             compiled.backbone.model.layers[index] = torch.compile(compiled.backbone.model.layers[index], dynamic=True)
