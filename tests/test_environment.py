@@ -354,3 +354,13 @@ def test_paper_trading_mode_is_a_deprecated_alias_of_all_in():
     assert result.metrics == run_backtest(BuyAndHoldAgent(), series, series.dates[0], series.dates[-1]).metrics
     with pytest.raises(ValueError, match="Unknown trading mode 'long_only'"):
         TradingEnv(series, mode="long_only")
+
+
+def test_configs_resolve_the_deprecated_trading_mode(tmp_path):
+    from conftest import tiny_ppo_config
+
+    with pytest.warns(FutureWarning, match="'paper' is deprecated"):
+        assert tiny_ppo_config(tmp_path, trading_mode="paper").trading_mode == "all_in"
+    assert tiny_ppo_config(tmp_path).trading_mode == "all_in"
+    with pytest.raises(ValueError, match="Unknown trading mode 'long'"):
+        tiny_ppo_config(tmp_path, trading_mode="long")
