@@ -30,12 +30,7 @@ from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
 ASSET = "SYNA"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
