@@ -677,6 +677,38 @@ def levers_section(policy: FlagPolicy, args, dataset, tokenizer, output_dir: str
             drift = f"{tokens[int(name.split()[-1])]:.0f} suffix tokens (another prompt: a training choice)"
         print(f"  {name:<40}{seconds / count * 1e3:>9.1f} ms  {drift}")
 
+    # A cache miss (a date the run has not met yet): the whole market prefix through the frozen layers, or only the
+    # tokens after the asset's shared stem (`TrunkCache(share_stem=True)`, the default).
+    seed_prompts = sample_prompts(
+        dataset, tokenizer, builders[10], argparse.Namespace(**{**vars(states_args), "seed": args.seed + 1}), 2
+    )[0]
+
+    def cold(share_stem):
+        def run():
+            cache = TrunkCache(batch_suffixes=False, share_stem=share_stem)
+            float32.frozen_states(seed_prompts, cache)  # two other dates: the stem is known
+            float32.frozen_states(default, cache)
+
+        return run
+
+    with torch.no_grad():
+        cold_seconds = timed_min({"whole prefix": cold(False), "stem + own tokens": cold(True)}, args.lever_repeats)
+        stem_cache = TrunkCache(batch_suffixes=False)
+        float32.frozen_states(seed_prompts, stem_cache)
+        stem_out = path_outputs(float32, default, masks, True, torch.float32, stem_cache)
+    stem = next(iter(stem_cache.stems.values()), None)
+    prefix_tokens = sum(len(p.market_ids) for p in default) / len(default)
+    print(
+        f"a new date's market prefix ({prefix_tokens:.0f} tokens, {len(stem) if stem else 0} of them the asset's "
+        "shared stem; two seeding dates and the suffixes included):"
+    )
+    for name, seconds in cold_seconds.items():
+        print(f"  {name:<40}{seconds / count * 1e3:>9.1f} ms")
+    stem_drift = errors_against(stem_out, reference, masks.bool())["log_pi_max"]
+    print(
+        f"  stem + own tokens: drift {stem_drift:.2e}; {cold_seconds['whole prefix'] / cold_seconds['stem + own tokens']:.2f}x"
+    )
+
     # The top layers: the rollout's policy + reference forward, and the update's forward + backward, per sample.
     hidden, attention_mask = float32.frozen_states(default, caches["float32 trunk"]).padded()
     top = {}

@@ -14,7 +14,7 @@ from conftest import build_tiny_llama, tiny_ppo_config
 
 from flagtrl.data.synthetic import make_synthetic_dataset
 from flagtrl.models import FlagPolicy
-from flagtrl.models.trunk_cache import FrozenStates, PrefixEntry, TrunkCache
+from flagtrl.models.trunk_cache import FrozenStates, PrefixEntry, TrunkCache, compute_prefix
 from flagtrl.prompt import EncodedPrompt
 from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
 from flagtrl.trainer.ppo_math import categorical_kl
@@ -112,6 +112,46 @@ def test_cached_and_plain_paths_agree(tiny_tokenizer, rows, attention, batch_suf
         assert torch.equal(fast_mask, batch["attention_mask"])
         torch.testing.assert_close(fast_hidden, plain_hidden * fast_mask[..., None], atol=ATOL, rtol=0)
     assert len(cache) == len({key for key, _ in rows})
+
+
+def stem_prompts(vocab_size: int, dates: int, seed: int = 0) -> list[EncodedPrompt]:
+    """One asset's prompts on `dates` days: every market prefix starts with the same 24 tokens (the system turn); the
+    first two also share the next 3 (two dates of one month), which the other days do not."""
+    generator = torch.Generator().manual_seed(seed)
+    stem, month = random_tokens(generator, vocab_size, 24), random_tokens(generator, vocab_size, 3)
+    return [
+        EncodedPrompt(
+            stem + (month if day < 2 else [4, 4, 4]) + random_tokens(generator, vocab_size, 6 + day % 5),
+            random_tokens(generator, vocab_size, 4 + day % 3),
+            ("X", f"day{day}", "all_in", "v1"),
+        )
+        for day in range(dates)
+    ]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_prefixes_computed_from_the_shared_stem_match_the_plain_forward(tiny_tokenizer, attention):
+    policy = make_policy(tiny_tokenizer)
+    policy.backbone.config._attn_implementation = attention
+    prompts = stem_prompts(len(tiny_tokenizer), dates=6)
+    cache, masks = TrunkCache(max_mb=16), action_masks(2)
+    with torch.no_grad():
+        for pair in range(3):  # two days per step: the stem is found on the first step, then used
+            batch = prompts[2 * pair : 2 * pair + 2]
+            assert_same_outputs(plain_outputs(policy, batch, masks), fast_outputs(policy, batch, masks, cache))
+    stem = cache.stems[("X", "all_in", "v1")]
+    assert stem.token_ids == tuple(prompts[0].market_ids[:24])
+    assert cache.stem_hits == 4 and cache.stats()["trunk_cache/stem_hits"] == 4
+    # The entries built on the stem hold the same keys, values and h1 as the whole prefix computed alone.
+    for prompt in prompts[2:]:
+        entry = cache.entries[(prompt.market_key, tuple(prompt.market_ids))]
+        alone = compute_prefix(policy, prompt.market_ids)
+        torch.testing.assert_close(entry.hidden, alone.hidden, atol=1e-6, rtol=1e-4)
+        for mine, theirs in zip(entry.keys + entry.values, alone.keys + alone.values):
+            torch.testing.assert_close(mine, theirs, atol=1e-6, rtol=1e-4)
+    unshared = TrunkCache(share_stem=False)
+    policy.frozen_states(prompts, unshared)
+    assert unshared.stem_hits == 0 and not unshared.stems
 
 
 def test_paths_agree_after_the_weights_change_and_on_cache_hits(tiny_tokenizer):

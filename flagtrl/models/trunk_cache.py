@@ -11,6 +11,13 @@ Invalidation: an entry is keyed by the prefix's `market_key` and its token ids, 
 setting can never hit a stale entry; and the cache belongs to one frozen trunk: a different backbone, dtype, device, or
 an in-place change of a frozen weight empties it (`trunk_fingerprint`).
 
+Shared stem: every date's prefix of one asset (same trading mode and prompt settings) starts with the same tokens
+(the system turn and the start of the user turn, ~150 of SmolLM2's ~220 prefix tokens). Keys, values and h1 of those
+tokens depend only on them (causal attention), so once two prefixes of an asset have been computed the cache keeps
+their longest common token prefix as the asset's *stem* and computes every further prefix of it as the stem plus its
+own tokens (the same suffix pass as an account suffix: exact up to float rounding). `share_stem=False` turns it off;
+stems (one per asset) sit outside the memory bound.
+
 Memory: the cache is an LRU bounded by `max_mb`. One entry costs `num_frozen_layers x 2 x kv_heads x head_dim` plus
 `hidden_size` values per prefix token: ~11 MB for a 240-token prefix of SmolLM2-135M (28 frozen layers) in float32.
 Episodes walk their window day by day, and an LRU smaller than the set of (asset, date) prefixes that the environments
@@ -114,6 +121,15 @@ class PrefixEntry:
     def __len__(self) -> int:
         return len(self.token_ids)
 
+    def head(self, length: int) -> PrefixEntry:
+        """The entry of the first `length` tokens (a copy: causal attention makes them independent of the rest)."""
+        return PrefixEntry(
+            self.token_ids[:length],
+            [k[:, :, :length].clone() for k in self.keys],
+            [v[:, :, :length].clone() for v in self.values],
+            self.hidden[:length].clone(),
+        )
+
     @property
     def nbytes(self) -> int:
         tensors = [*self.keys, *self.values, self.hidden]
@@ -152,21 +168,27 @@ class TrunkCache:
             num_envs`), the same with 1-2 (an older AVX2 measurement had row by row 6% ahead).
     """
 
-    def __init__(self, max_mb: float = 2048, batch_suffixes: bool = True):
+    def __init__(self, max_mb: float = 2048, batch_suffixes: bool = True, share_stem: bool = True):
         if max_mb < 0:
             raise ValueError(f"max_mb must be >= 0, got {max_mb}.")
         self.max_bytes = int(max_mb * 2**20)
         self.batch_suffixes = batch_suffixes
+        self.share_stem = share_stem
         self.entries: OrderedDict[tuple, PrefixEntry] = OrderedDict()
+        # Per (asset, trading mode, prompt fingerprint): the shared stem, or the first prefix seen (to find it).
+        self.stems: dict[tuple, PrefixEntry] = {}
+        self._first_prefix: dict[tuple, PrefixEntry] = {}
         self.size_bytes = 0
         self.fingerprint: tuple | None = None
-        self.hits = self.misses = self.evictions = self.invalidations = 0
+        self.hits = self.misses = self.evictions = self.invalidations = self.stem_hits = 0
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def clear(self) -> None:
         self.entries.clear()
+        self.stems.clear()
+        self._first_prefix.clear()
         self.size_bytes = 0
 
     def bind(self, policy: FlagPolicy) -> None:
@@ -205,6 +227,7 @@ class TrunkCache:
         lookups = self.hits + self.misses
         return {
             "trunk_cache/hit_rate": self.hits / lookups if lookups else 0.0,
+            "trunk_cache/stem_hits": float(self.stem_hits),
             "trunk_cache/entries": float(len(self.entries)),
             "trunk_cache/size_mb": self.size_bytes / 2**20,
             "trunk_cache/evictions": float(self.evictions),
@@ -223,7 +246,7 @@ class TrunkCache:
                 continue
             entry = self.get(key)
             if entry is None:
-                entry = compute_prefix(policy, prompt.market_ids)
+                entry = self._compute(policy, prompt)
                 self.put(key, entry)
             entries[key] = entry
         row_entries = [entries[(tuple(p.market_key), tuple(p.market_ids))] for p in prompts]
@@ -235,6 +258,39 @@ class TrunkCache:
                 for entry, prompt in zip(row_entries, prompts)
             ]
         return FrozenStates([(entry.hidden, suffix) for entry, suffix in zip(row_entries, suffixes)])
+
+    # Stems shorter than this are not worth a second pass (and two unrelated prefixes share a few tokens by chance).
+    MIN_STEM_TOKENS = 16
+
+    def _compute(self, policy: FlagPolicy, prompt: EncodedPrompt) -> PrefixEntry:
+        """A missing prefix: its asset's stem plus its own tokens when the stem is known, else the whole prefix (and,
+        with a previous prefix of the same asset, the stem for the next ones). The first two prefixes may share more
+        than every date does (two dates of one month share the month): a prefix that leaves the stem early shortens
+        it to their common tokens."""
+        tokens = tuple(prompt.market_ids)
+        asset, _date, mode, fingerprint = prompt.market_key
+        stem_key = (asset, mode, fingerprint)
+        stem = self.stems.get(stem_key) if self.share_stem else None
+        if stem is not None:
+            common = common_length(stem.token_ids, tokens)
+            if common < len(stem) and common >= self.MIN_STEM_TOKENS:
+                stem = self.stems[stem_key] = stem.head(common)
+            if common == len(stem) and len(tokens) > common:
+                self.stem_hits += 1
+                return extend_prefix(policy, stem, list(tokens[common:]))
+        entry = compute_prefix(policy, list(tokens))
+        if self.share_stem and stem is None:
+            first = self._first_prefix.setdefault(stem_key, entry)
+            common = common_length(first.token_ids, tokens)
+            if first is not entry and common >= self.MIN_STEM_TOKENS:
+                self.stems[stem_key] = entry.head(common)
+                del self._first_prefix[stem_key]
+        return entry
+
+
+def common_length(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """The number of leading tokens that `a` and `b` share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def compute_prefix(policy: FlagPolicy, token_ids: list[int]) -> PrefixEntry:
@@ -282,6 +338,22 @@ def frozen_suffix(
     Returns:
         `list[torch.Tensor]`: h1 of each suffix, `(S_i, hidden_size)`.
     """
+    hidden, _ = _suffix_pass(policy, entries, suffixes, pad_token_id)
+    return [hidden[row, : len(suffix)] for row, suffix in enumerate(suffixes)]
+
+
+def extend_prefix(policy: FlagPolicy, stem: PrefixEntry, tokens: list[int]) -> PrefixEntry:
+    """The prefix `stem + tokens`: `tokens` through the frozen layers attending to the stem's keys/values (the suffix
+    pass on one row), their keys/values appended to the stem's."""
+    hidden, cache = _suffix_pass(policy, [stem], [tokens])
+    keys = [cache.layers[i].keys for i in range(policy.num_frozen_layers)]
+    values = [cache.layers[i].values for i in range(policy.num_frozen_layers)]
+    return PrefixEntry(stem.token_ids + tuple(tokens), keys, values, torch.cat([stem.hidden, hidden[0]]))
+
+
+def _suffix_pass(policy: FlagPolicy, entries: list[PrefixEntry], suffixes: list[list[int]], pad_token_id: int = 0):
+    """`frozen_suffix`'s pass: the padded suffix hidden states `(batch, S_max, hidden_size)` and the cache holding the
+    prefixes' and the suffixes' keys/values."""
     from transformers import DynamicCache
 
     inner, device = policy.backbone.model, policy.device
@@ -329,4 +401,4 @@ def frozen_suffix(
             use_cache=True,
             position_embeddings=position_embeddings,
         )
-    return [hidden[row, : len(suffix)] for row, suffix in enumerate(suffixes)]
+    return hidden, cache
