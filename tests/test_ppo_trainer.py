@@ -17,6 +17,7 @@ import pytest
 import torch
 from conftest import build_tiny_llama, tiny_ppo_config
 from huggingface_hub import ModelCard
+from peft import LoraConfig
 from transformers import TrainerCallback
 from trl import ModelConfig
 
@@ -158,6 +159,41 @@ class StopAtStep(TrainerCallback):
         if state.global_step == self.step:
             control.should_training_stop = True
         return control
+
+
+def test_a_checkpoint_of_other_settings_is_refused_in_one_line(tiny_tokenizer, dataset, tmp_path):
+    settings = dict(total_timesteps=2 * 2 * 4, save_strategy="steps", save_steps=1)
+    make_trainer(tiny_tokenizer, dataset, tmp_path, **settings).train()
+    checkpoint = tmp_path / "checkpoint-2"
+    assert json.loads((checkpoint / "run_settings.json").read_text())["policy"]["adapter"] == "top_layers"
+    # Another entropy bonus: named, with both values.
+    other = make_trainer(
+        tiny_tokenizer, dataset, tmp_path, **{**settings, "total_timesteps": 3 * 2 * 4, "ent_coef": 0.5}
+    )
+    with pytest.raises(ValueError, match=r"checkpoint-2 was written with other settings \(ent_coef: 0\.05 -> 0\.5\)"):
+        other.train(resume_from_checkpoint=True)
+    # A LoRA policy on a checkpoint of full top layers: named too.
+    backbone = build_tiny_llama(len(tiny_tokenizer))
+    lora_config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
+    lora = FlagPolicy.from_backbone(backbone, tiny_tokenizer, num_trainable_layers=2, peft_config=lora_config)
+    trainer = FlagPPOTrainer(
+        lora, tiny_config(tmp_path, **{**settings, "total_timesteps": 3 * 2 * 4}), dataset, tiny_tokenizer
+    )
+    with pytest.raises(ValueError, match=r"policy: .*'adapter': 'top_layers'.* -> .*'adapter': 'lora'"):
+        trainer.train(resume_from_checkpoint=True)
+    # A checkpoint from before run_settings.json: the mismatch still ends in one line, not inside load_state_dict.
+    (checkpoint / "run_settings.json").unlink()
+    trainer = FlagPPOTrainer(
+        lora, tiny_config(tmp_path, **{**settings, "total_timesteps": 3 * 2 * 4}), dataset, tiny_tokenizer
+    )
+    with pytest.raises(ValueError, match="does not fit this run's policy .* delete it or choose another output_dir"):
+        trainer.train(resume_from_checkpoint=True)
+    # The same settings with a larger budget resume (a finished run continues).
+    more = make_trainer(tiny_tokenizer, dataset, tmp_path / "more", **settings)
+    more.train()
+    longer = make_trainer(tiny_tokenizer, dataset, tmp_path / "more", **{**settings, "total_timesteps": 3 * 2 * 4})
+    longer.train(resume_from_checkpoint=True)
+    assert longer.state.global_step == 3
 
 
 def test_resumed_run_matches_uninterrupted_run(tiny_tokenizer, dataset, tmp_path):

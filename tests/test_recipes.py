@@ -124,3 +124,33 @@ def test_learning_benchmark_recipe_parses(tmp_path):
     assert [float(a) for a in bench.accuracies.split(",")] == [0.5, 0.7, 0.9]
     assert args.reward == "log_return" and args.trading_mode == "position"
     assert bench.windows()["stock"]["train"] == ("2019-01-02", "2020-09-30")
+    # The demo (make demo) is the benchmark's run at accuracy 0.9, seed 0: the same PPO and LoRA settings.
+    module = load_recipe_module()
+    demo = ROOT / "recipes" / "smollm2-135m" / "ppo" / "config_demo.yaml"
+    _, demo_args, demo_model = TrlParser((module.ScriptArguments, FlagPPOConfig, ModelConfig)).parse_args_and_config(
+        args=["--config", str(demo), "--output_dir", str(tmp_path)]
+    )
+    assert model_args.use_peft and demo_model.use_peft
+    for key in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"):
+        assert getattr(demo_model, key) == getattr(model_args, key), key
+    for key in (
+        "total_timesteps",
+        "num_envs",
+        "num_steps",
+        "minibatch_size",
+        "update_epochs",
+        "learning_rate",
+        "llm_learning_rate",
+        "ent_coef",
+        "kl_coef",
+        "gamma",
+        "reward",
+        "reward_scale",
+        "trading_mode",
+        "max_episode_steps",
+        "news_position",
+        "decision_history",
+        "num_trainable_layers",
+    ):
+        assert getattr(demo_args, key) == getattr(args, key), key
+    assert demo_args.seed == 0

@@ -18,6 +18,7 @@ reference policy shares the frozen computation; the last trainable layer works o
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
@@ -97,6 +98,35 @@ def model_prompt_config(model: FlagPolicy, args: FlagPPOConfig) -> PromptConfig:
 
 def rollout_state_name(rank: int) -> str:
     return f"rollout_state_rank{rank}.pt"
+
+
+# A checkpoint records the settings that shape a run's trajectory; resuming it under other values of any of them would
+# silently splice two different runs (or fail deep inside `load_state_dict`). Budget, logging, saving and evaluation
+# settings may change on resume (e.g. a larger `total_timesteps` continues a finished run).
+RUN_SETTINGS_NAME = "run_settings.json"
+RUN_SETTING_KEYS = (
+    "seed", "assets", "dataset_train_split", "num_envs", "num_steps", "minibatch_size", "gradient_accumulation_steps",
+    "update_epochs", "gamma", "gae_lambda", "learning_rate", "llm_learning_rate", "anneal_lr", "clip_coef", "vf_coef",
+    "ent_coef", "kl_coef", "target_kl", "reward", "reward_kwargs", "reward_scale", "trading_mode", "max_episode_steps",
+    "initial_cash", "transaction_cost_bps",
+)  # fmt: skip
+
+
+def run_settings(model: FlagPolicy, args: FlagPPOConfig, prompt_config: PromptConfig) -> dict:
+    """What a checkpoint of this run must have been written with to be resumed (JSON-ready)."""
+    settings = {key: getattr(args, key) for key in RUN_SETTING_KEYS if hasattr(args, key)}
+    lora = model.peft_config
+    settings["policy"] = {
+        "trainable_layers": len(model.trainable_layers),
+        "adapter": "top_layers" if lora is None else "lora",
+        **(
+            {}
+            if lora is None
+            else {"lora_r": lora.r, "lora_alpha": lora.lora_alpha, "target_modules": sorted(lora.target_modules)}
+        ),
+    }
+    settings["prompt"] = prompt_config.fingerprint()
+    return json.loads(json.dumps(settings, default=str))
 
 
 class FlagPPOTrainer(_BaseTrainer):
@@ -612,6 +642,8 @@ class FlagPPOTrainer(_BaseTrainer):
             torch.save(self.optimizer.state_dict(), folder / OPTIMIZER_NAME)
             torch.save(self.lr_scheduler.state_dict(), folder / SCHEDULER_NAME)
             self.state.save_to_json(str(folder / TRAINER_STATE_NAME))
+            settings = run_settings(self.model, self.args, self.prompt_config)
+            (folder / RUN_SETTINGS_NAME).write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
         rollout_state = {
             "envs": [env.get_state() for env in self.envs],
             "next_done": self.next_done.clone(),
@@ -626,6 +658,22 @@ class FlagPPOTrainer(_BaseTrainer):
             # transformers' own rotation (by step number; it always keeps the newest checkpoint, to resume from).
             rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
 
+    def _check_run_settings(self, folder: Path) -> None:
+        """Refuse a checkpoint written with other trajectory-shaping settings (`RUN_SETTING_KEYS`, the policy's kind,
+        the prompt), naming each difference."""
+        path = folder / RUN_SETTINGS_NAME
+        if not path.exists():
+            return
+        saved, current = json.loads(path.read_text()), run_settings(self.model, self.args, self.prompt_config)
+        changed = [
+            f"{key}: {saved.get(key)!r} -> {current.get(key)!r}" for key in current if saved.get(key) != current[key]
+        ]
+        if changed:
+            raise ValueError(
+                f"{folder} was written with other settings ({'; '.join(changed)}): resuming it would splice two "
+                "different runs; delete it, choose another output_dir, or go back to its settings."
+            )
+
     def _load_checkpoint(self, checkpoint: str | os.PathLike) -> None:
         from transformers import TrainerState
         from transformers.trainer_pt_utils import safe_globals
@@ -637,8 +685,15 @@ class FlagPPOTrainer(_BaseTrainer):
                 f"{folder} has no {rollout_file.name}: it is not a complete FlagPPOTrainer checkpoint "
                 f"(was it written with a different number of processes?)."
             )
-        self.model.load_adapter(folder)
-        self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_NAME, weights_only=True))
+        self._check_run_settings(folder)
+        try:
+            self.model.load_adapter(folder)
+            self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_NAME, weights_only=True))
+        except (KeyError, RuntimeError, ValueError) as error:  # a checkpoint older than its run_settings.json
+            raise ValueError(
+                f"{folder} does not fit this run's policy ({type(error).__name__}: {str(error).splitlines()[0][:200]}): "
+                "it was written with other settings; delete it or choose another output_dir."
+            ) from None
         self.lr_scheduler.load_state_dict(torch.load(folder / SCHEDULER_NAME, weights_only=True))
         self.state = TrainerState.load_from_json(str(folder / TRAINER_STATE_NAME))
         self.state.max_steps = self.args.num_iterations
