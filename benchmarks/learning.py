@@ -162,7 +162,11 @@ class CurveRecorder:
             transaction_cost_bps=trainer.args.transaction_cost_bps,
         )[("flag_trader", ASSET)]
         policy.train(was_training)
-        steps = iteration * trainer.args.batch_size
+        self.add(iteration, result)
+
+    def add(self, iteration: int, result) -> None:
+        """A point from an evaluation already run (the final one: the benchmark's own evaluation of the policy)."""
+        steps = iteration * self.trainer.args.batch_size
         self.points.append(
             {"iteration": iteration, "env_steps": steps, **{c: result.metrics[c].sharpe_ratio for c in CONVENTIONS}}
         )
@@ -210,7 +214,6 @@ def train_and_evaluate(accuracy: float, seed: int, bench: LearningBenchmarkArgum
     started = time.time()
     trainer.train()
     train_seconds = time.time() - started
-    curve.record(trainer.state.global_step)
     policy.eval()
     after = evaluate_agents(
         {"flag_trader": FlagAgent(policy, tokenizer, trainer.prompt_config)},
@@ -220,6 +223,7 @@ def train_and_evaluate(accuracy: float, seed: int, bench: LearningBenchmarkArgum
         seed=seed,
         **common,
     )
+    curve.add(trainer.state.global_step, after[("flag_trader", ASSET)])  # the last point is this evaluation
     results = {name: metric_row(before[(name, ASSET)]) for name in baselines} | {
         "flag_trader": metric_row(after[("flag_trader", ASSET)])
     }
