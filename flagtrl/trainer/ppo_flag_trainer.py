@@ -114,7 +114,7 @@ RUN_SETTING_KEYS = (
 
 def run_settings(model: FlagPolicy, args: FlagPPOConfig, prompt_config: PromptConfig) -> dict:
     """What a checkpoint of this run must have been written with to be resumed (JSON-ready)."""
-    settings = {key: getattr(args, key) for key in RUN_SETTING_KEYS if hasattr(args, key)}
+    settings = {key: getattr(args, key) for key in RUN_SETTING_KEYS}
     lora = model.peft_config
     settings["policy"] = {
         "trainable_layers": len(model.trainable_layers),
