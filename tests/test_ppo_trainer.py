@@ -308,6 +308,12 @@ def test_fractional_eval_steps_is_a_fraction_of_the_run(tiny_tokenizer, dataset,
     trainer.train()
     evaluated = sorted({entry["step"] for entry in trainer.state.log_history for k in entry if k.startswith("eval/")})
     assert evaluated == [2, 4]
+    # The recipe's final backtest right after the last iteration's evaluation: the same metrics, not a second backtest.
+    last = {k: v for k, v in trainer.state.log_history[-1].items() if k.startswith("eval/")}
+    entries = len(trainer.state.log_history)
+    again = trainer.evaluate()
+    assert {k: v for k, v in again.items() if k in last} == last and len(trainer.state.log_history) == entries
+    assert len(trainer.evaluate(max_days=2)) and len(trainer.state.log_history) == entries + 1
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,28 @@ ROOT = Path(__file__).resolve().parents[1]
 PPO_RECIPES = sorted((ROOT / "recipes").glob("*/ppo/*.yaml"))
 
 
+# The learning benchmark's PPO settings that the demo and the recommended real-data recipes share.
+SHARED_PPO_SETTINGS = (
+    "total_timesteps",
+    "num_envs",
+    "num_steps",
+    "minibatch_size",
+    "update_epochs",
+    "learning_rate",
+    "llm_learning_rate",
+    "ent_coef",
+    "kl_coef",
+    "gamma",
+    "reward",
+    "reward_scale",
+    "trading_mode",
+    "max_episode_steps",
+    "news_position",
+    "decision_history",
+    "num_trainable_layers",
+)
+
+
 def load_recipe_module():
     spec = importlib.util.spec_from_file_location("ppo_flag_recipe", ROOT / "recipes" / "ppo_flag.py")
     module = importlib.util.module_from_spec(spec)
@@ -124,33 +146,18 @@ def test_learning_benchmark_recipe_parses(tmp_path):
     assert [float(a) for a in bench.accuracies.split(",")] == [0.5, 0.7, 0.9]
     assert args.reward == "log_return" and args.trading_mode == "position"
     assert bench.windows()["stock"]["train"] == ("2019-01-02", "2020-09-30")
-    # The demo (make demo) is the benchmark's run at accuracy 0.9, seed 0: the same PPO and LoRA settings.
+    # The demo (make demo) is the benchmark's run at accuracy 0.9, seed 0, and the recommended real-data recipes are
+    # the benchmark's settings on the paper's assets: the same PPO and LoRA settings.
     module = load_recipe_module()
-    demo = ROOT / "recipes" / "smollm2-135m" / "ppo" / "config_demo.yaml"
-    _, demo_args, demo_model = TrlParser((module.ScriptArguments, FlagPPOConfig, ModelConfig)).parse_args_and_config(
-        args=["--config", str(demo), "--output_dir", str(tmp_path)]
-    )
-    assert model_args.use_peft and demo_model.use_peft
-    for key in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"):
-        assert getattr(demo_model, key) == getattr(model_args, key), key
-    for key in (
-        "total_timesteps",
-        "num_envs",
-        "num_steps",
-        "minibatch_size",
-        "update_epochs",
-        "learning_rate",
-        "llm_learning_rate",
-        "ent_coef",
-        "kl_coef",
-        "gamma",
-        "reward",
-        "reward_scale",
-        "trading_mode",
-        "max_episode_steps",
-        "news_position",
-        "decision_history",
-        "num_trainable_layers",
-    ):
-        assert getattr(demo_args, key) == getattr(args, key), key
-    assert demo_args.seed == 0
+    ppo = ROOT / "recipes" / "smollm2-135m" / "ppo"
+    for recipe in [ppo / "config_demo.yaml", *sorted(ppo.glob("config_*_recommended.yaml"))]:
+        _, other_args, other_model = TrlParser(
+            (module.ScriptArguments, FlagPPOConfig, ModelConfig)
+        ).parse_args_and_config(args=["--config", str(recipe), "--output_dir", str(tmp_path)])
+        assert model_args.use_peft and other_model.use_peft, recipe.name
+        for key in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"):
+            assert getattr(other_model, key) == getattr(model_args, key), (recipe.name, key)
+        for key in SHARED_PPO_SETTINGS:
+            assert getattr(other_args, key) == getattr(args, key), (recipe.name, key)
+        if recipe.name == "config_demo.yaml":
+            assert other_args.seed == 0

@@ -192,6 +192,7 @@ class FlagPPOTrainer(_BaseTrainer):
         self._warned_evictions = False
         self._fixed_eval_results: dict[int | None, dict] = {}
         self.last_eval_results: dict | None = None
+        self._last_eval: tuple[tuple, dict[str, float]] | None = None  # ((step, max_days, prefix), metrics)
 
     # --- environments --------------------------------------------------------------------------------------------
     def _make_env(self, index: int) -> TradingEnv:
@@ -573,13 +574,18 @@ class FlagPPOTrainer(_BaseTrainer):
     ) -> dict[str, float]:
         """Greedy backtest on the test windows of the training assets: the policy (`flag_trader`), the untrained
         policy (`untrained`: the frozen reference, computed once) and `buy_and_hold`; logged as
-        `eval/<asset>/<agent>/<convention>_<metric>` and kept in `last_eval_results`.
+        `eval/<asset>/<agent>/<convention>_<metric>` and kept in `last_eval_results`. A second call at the same
+        training step with the same `max_days` (e.g. the recipe's final backtest right after the periodic evaluation
+        of the last iteration) returns the same metrics without backtesting the unchanged policy again.
 
         Args:
             max_days (`int`, *optional*): Days of each test window (default `eval_max_days`; all when both unset).
         """
         metrics: dict[str, float] = {}
         max_days = self.args.eval_max_days if max_days is None else max_days
+        eval_key = (self.state.global_step, max_days, metric_key_prefix)
+        if self._last_eval is not None and self._last_eval[0] == eval_key:
+            return dict(self._last_eval[1])
         if self.accelerator.is_main_process and self.args.dataset_test_split in self.dataset:
             policy: FlagPolicy = self.model
             was_training = policy.training
@@ -610,6 +616,7 @@ class FlagPPOTrainer(_BaseTrainer):
                         metrics[f"{metric_key_prefix}/{asset}/{agent_name}/{convention}_{key}"] = getattr(values, key)
             self.log(metrics)
             self.last_eval_results = results
+        self._last_eval = (eval_key, dict(metrics))
         self.accelerator.wait_for_everyone()
         return metrics
 
