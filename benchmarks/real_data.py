@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -71,6 +72,8 @@ class RealDataArguments:
         runs_dir (`str`): Folder of the run folders `<asset>-seed<S>` and of the report.
         train (`bool`): Train the missing runs (otherwise only report the finished ones).
         total_timesteps (`int`): Override of the recipes' budget (0: the recipe's own).
+        recipe_args (`str`): Further arguments of the recipe for every run, e.g. `"--eval_strategy no"` (no
+            evaluation half-way: the final backtest only, ~4 min less per run on a 150-day test window).
         n_bootstrap (`int`): Bootstrap resamples of each confidence interval.
         block_length (`float`): Expected block length (days) of the stationary bootstrap (0: Politis & White's
             estimate).
@@ -82,6 +85,7 @@ class RealDataArguments:
     runs_dir: str = "outputs/real"
     train: bool = False
     total_timesteps: int = 0
+    recipe_args: str = ""
     n_bootstrap: int = 5000
     block_length: float = 0.0
     confidence: float = 0.95
@@ -91,7 +95,7 @@ def run_dir(runs_dir: Path, asset: str, seed: int) -> Path:
     return runs_dir / f"{asset.lower()}-seed{seed}"
 
 
-def train_run(asset: str, seed: int, out: Path, total_timesteps: int) -> None:
+def train_run(asset: str, seed: int, out: Path, total_timesteps: int, recipe_args: str = "") -> None:
     """Train one run with the recipe in a child process (its log goes to `<out>.log`)."""
     config = REPO / CONFIG.format(asset=asset.lower())
     if not config.exists():
@@ -99,6 +103,7 @@ def train_run(asset: str, seed: int, out: Path, total_timesteps: int) -> None:
     command = [sys.executable, str(RECIPE), "--config", str(config), "--seed", str(seed), "--output_dir", str(out)]
     if total_timesteps:
         command += ["--total_timesteps", str(total_timesteps)]
+    command += shlex.split(recipe_args)
     out.parent.mkdir(parents=True, exist_ok=True)
     logger.info("Training %s seed %d -> %s (log %s.log)", asset, seed, out, out)
     with open(f"{out}.log", "a") as log:
@@ -209,7 +214,7 @@ def main(args: RealDataArguments) -> int:
             for seed in seeds:
                 out = run_dir(runs_dir, asset, seed)
                 if not (out / "backtest.json").exists():
-                    train_run(asset, seed, out, args.total_timesteps)
+                    train_run(asset, seed, out, args.total_timesteps, args.recipe_args)
 
     report = {"machine": machine_record(), "settings": vars(args), "assets": {}}
     sections = []

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -91,3 +92,18 @@ def test_a_broken_run_file_is_named(tmp_path, real_data):
         real_data.main(args)
     with pytest.raises(ValueError, match="no finished run"):
         real_data.main(real_data.RealDataArguments(assets="BBB", seeds="0", runs_dir=str(tmp_path)))
+
+
+def test_training_runs_the_recommended_recipe_with_the_given_arguments(tmp_path, real_data, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        real_data.subprocess, "run", lambda command, **_: calls.append(command) or SimpleNamespace(returncode=0)
+    )
+    real_data.train_run("MSFT", 2, tmp_path / "msft-seed2", 768, "--eval_strategy no --logging_steps 8")
+    (command,) = calls
+    assert command[1].endswith("recipes/ppo_flag.py")
+    assert command[command.index("--config") + 1].endswith("config_msft_recommended.yaml")
+    assert command[command.index("--seed") + 1] == "2" and command[command.index("--total_timesteps") + 1] == "768"
+    assert command[-4:] == ["--eval_strategy", "no", "--logging_steps", "8"]
+    with pytest.raises(ValueError, match="no recommended recipe for XYZ"):
+        real_data.train_run("XYZ", 0, tmp_path / "xyz-seed0", 0)
