@@ -181,6 +181,39 @@ def table(asset: str, convention: str, rows: list[tuple[str, dict]], confidence:
     return "\n".join(lines)
 
 
+def overview(report: dict, confidence: float) -> str:
+    """One line per asset (`paper` convention): buy-and-hold's, the untrained and the trained policies' Sharpe ratios,
+    each seed's Sharpe difference to buy-and-hold with its interval, the paper's FLAG-Trader Sharpe, training time."""
+    level = f"{100 * confidence:.0f} %"
+    lines = [
+        "**Overview**, `paper` convention (Sharpe ratios of the test window; training minutes per run)",
+        "",
+        f"| Asset | buy-and-hold | untrained | trained (mean of seeds) | ΔSR of each seed vs buy-and-hold [{level} CI] "
+        "| FLAG-Trader (paper) | minutes |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for asset, entry in report["assets"].items():
+        paper = entry["paper"]
+        seeds = paper["seeds"]
+        mean = np.mean([row["sharpe_ratio"] for row in seeds.values()])
+        deltas = ", ".join(
+            f"{s}: {row['sharpe_difference']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+            if "sharpe_difference" in row
+            else f"{s}: n/a"
+            for s, row in seeds.items()
+        )
+        minutes = ", ".join(
+            "n/a" if run["train_seconds"] is None else f"{run['train_seconds'] / 60:.0f}"
+            for run in entry["runs"].values()
+        )
+        published = PAPER_FLAG_TRADER.get(asset, {}).get("sharpe_ratio")
+        lines.append(
+            f"| {asset} | {paper['buy_and_hold']['sharpe_ratio']:.3f} | {paper['untrained']['sharpe_ratio']:.3f} "
+            f"| {mean:.3f} | {deltas} | {_fmt(published)} | {minutes} |"
+        )
+    return "\n".join(lines)
+
+
 def plot(report: dict, path: Path) -> None:
     """Each trained run's `paper` Sharpe difference to buy-and-hold with its interval, per asset."""
     figure = Figure(figsize=(7, 0.6 + 0.35 * sum(len(a["runs"]) + 1 for a in report["assets"].values())))
@@ -257,7 +290,7 @@ def main(args: RealDataArguments) -> int:
 
     if not report["assets"]:
         raise ValueError(f"no finished run in {runs_dir} for {', '.join(assets)} (train them with --train)")
-    text = "\n\n".join(sections) + "\n"
+    text = "\n\n".join([overview(report, args.confidence), *sections]) + "\n"
     print(text)
     (runs_dir / "real_data.md").write_text(text)
     write_json(runs_dir / "real_data.json", report, indent=2)

@@ -81,6 +81,13 @@ def test_table_reports_each_seed_against_buy_and_hold_with_the_bootstrap_interva
             )
     text = (tmp_path / "real_data.md").read_text()
     assert "flag_trader mean of 2 seeds" in text and "ΔSR vs buy-and-hold [95 % CI]" in text
+    # The overview line: buy-and-hold's and the seeds' mean Sharpe, each seed's difference with its interval.
+    (line,) = [line for line in text.splitlines() if line.startswith("| AAA |")]
+    paper = report["assets"]["AAA"]["paper"]
+    mean = (paper["seeds"]["0"]["sharpe_ratio"] + paper["seeds"]["1"]["sharpe_ratio"]) / 2
+    assert f"| {paper['buy_and_hold']['sharpe_ratio']:.3f} |" in line and f"| {mean:.3f} |" in line
+    seed1 = paper["seeds"]["1"]
+    assert f"1: {seed1['sharpe_difference']:+.2f} [{seed1['ci_low']:+.2f}, {seed1['ci_high']:+.2f}]" in line
     assert (tmp_path / "real_data.png").stat().st_size > 0
 
 
