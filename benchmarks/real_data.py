@@ -191,7 +191,8 @@ def overview(report: dict, confidence: float) -> str:
     each seed's Sharpe difference to buy-and-hold with its interval, the paper's FLAG-Trader Sharpe, training time."""
     level = f"{100 * confidence:.0f} %"
     lines = [
-        "**Overview**, `paper` convention (Sharpe ratios of the test window; training minutes per run)",
+        "**Overview**, `paper` convention (Sharpe ratios of the test window; minutes per run from start to the end of "
+        "training, evaluations during training included)",
         "",
         f"| Asset | buy-and-hold | untrained | trained (mean of seeds) | ΔSR of each seed vs buy-and-hold [{level} CI] "
         "| FLAG-Trader (paper): CR % / SR | minutes |",
