@@ -53,7 +53,8 @@ from flagtrl.agents import BuyAndHoldAgent, NewsSentimentAgent, RandomAgent  # n
 from flagtrl.agents.flag_agent import FlagAgent  # noqa: E402
 from flagtrl.backtest import evaluate_agents  # noqa: E402
 from flagtrl.data.synthetic import make_synthetic_dataset  # noqa: E402
-from flagtrl.models.loading import cpu_has_fast_bf16  # noqa: E402
+from flagtrl.hardware import cpu_has_fast_bf16, cpu_has_native_bf16, cpu_vendor  # noqa: E402
+from flagtrl.models.loading import resolve_dtype  # noqa: E402
 from flagtrl.prompt import PROMPT_VERSION  # noqa: E402
 from flagtrl.strict_json import decode_non_finite, write_json  # noqa: E402
 from flagtrl.trainer.policy_loading import load_policy  # noqa: E402
@@ -106,7 +107,9 @@ def hardware() -> dict:
     return {
         "cpu": model or platform.processor(),
         "cpu_kind": "AVX512-BF16" if "avx512_bf16" in flags else ("AVX2" if "avx2" in flags else "other"),
-        "native_bf16": cpu_has_fast_bf16(),
+        "vendor": cpu_vendor(),
+        "native_bf16": cpu_has_native_bf16(),
+        "fast_bf16": cpu_has_fast_bf16(),  # what `dtype: auto` loads in bf16
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
@@ -319,7 +322,8 @@ def main(bench: LearningBenchmarkArguments, args: FlagPPOConfig, model_args: Mod
     output = Path(args.output_dir)
     (output / "runs").mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in args.to_dict().items() if k not in IGNORED_SETTINGS}
-    settings.update(model=model_args.model_name_or_path, dtype=str(model_args.dtype))
+    # The dtype `auto` resolves to on this machine (bf16 and float32 runs give different numbers: never reuse across).
+    settings.update(model=model_args.model_name_or_path, dtype=str(resolve_dtype(model_args.dtype)))
     if model_args.use_peft:  # in the run key: a LoRA run never reuses a full-top-layer run's result, nor the reverse
         lora_keys = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "load_in_4bit", "load_in_8bit")
         settings.update(use_peft=True, **{k: getattr(model_args, k) for k in lora_keys})
@@ -343,6 +347,7 @@ def main(bench: LearningBenchmarkArguments, args: FlagPPOConfig, model_args: Mod
     header = (
         f"Learning benchmark: {model_args.model_name_or_path}, {args.total_timesteps} env steps per run, "
         f"mode {args.trading_mode}, reward {args.reward}, {bench.eval_days} test days; {hardware()['cpu_kind']} CPU, "
+        f"{settings['dtype']}, "
         f"{time.time() - started:.0f} s"
     )
     report = "\n".join([header, "", table, "", *checks])

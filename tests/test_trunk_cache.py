@@ -202,7 +202,7 @@ def test_frozen_states_select_concat_and_bytes(tiny_tokenizer):
 
 
 # --- bfloat16: each path against a float32 reference -----------------------------------------------------------------
-# `dtype: auto` loads the frozen trunk in bf16 on AMX CPUs and GPUs (and the trainer autocasts there), so the cached
+# `dtype: auto` loads the frozen trunk in bf16 on AMX CPUs, AMD AVX512-BF16 CPUs and GPUs (and the trainer autocasts there), so the cached
 # and plain paths no longer agree to float32's 1e-4: each rounds differently (other matrix shapes, another attention
 # kernel). The question is whether the fast path is *less accurate*, so both are measured against float32 arithmetic on
 # the same weights, pooled over 16 prompts as an RMS (one prompt's error is a single random draw: measured 0.2x-5x of
@@ -217,7 +217,7 @@ BF16_ROWS = list(zip("abcabcabcabcabca", (12, 20, 5, 9, 1, 30, 7, 16, 3, 25, 11,
 
 
 def make_bf16_policies(tokenizer, seed: int = 0, attention: str = "sdpa") -> tuple[FlagPolicy, FlagPolicy]:
-    """A tiny policy with its frozen trunk in bf16 (as `dtype: auto` loads it on AMX), and its float32 twin: the same,
+    """A tiny policy with its frozen trunk in bf16 (as `dtype: auto` loads it on AMX or AMD AVX512-BF16), and its float32 twin: the same,
     bf16-representable, weights. The weights are drawn 5x wider than a default init (0.1): the default tiny model's
     near-uniform attention hides position and mask errors below bf16's rounding."""
     from transformers import LlamaForCausalLM

@@ -118,7 +118,7 @@ def provenance_lines(records: list[dict]) -> list[str]:
         flags = ", ".join(hardware.get("cpu_flags") or []) or "none of AVX2/AVX-512/bf16"
         lines.append(
             f"- Machine {i} ({count} runs, {machine['processes']} process(es)): {hardware.get('cpu')}, "
-            f"{hardware.get('cpu_count')} cores ({flags}; native bf16: {hardware.get('native_bf16')}), "
+            f"{hardware.get('cpu_count')} cores ({flags}; native bf16: {hardware.get('native_bf16')}, bf16 faster: {hardware.get('fast_bf16')}), "
             f"{hardware.get('platform')}"
         )
         lines.append("  - " + ", ".join(f"{name} {version}" for name, version in versions.items() if version))

@@ -14,7 +14,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from ..hardware import cpu_has_fast_bf16
+from ..hardware import cpu_has_fast_bf16, cpu_has_native_bf16, cpu_vendor
 from ..prompt import PROMPT_VERSION
 
 
@@ -47,7 +47,9 @@ def cpu_description() -> dict:
         "cpu": model or platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "cpu_flags": [f for f in CPU_FLAGS if f in flags],
-        "native_bf16": cpu_has_fast_bf16(),
+        "cpu_vendor": cpu_vendor(),
+        "native_bf16": cpu_has_native_bf16(),  # bf16 instructions (AVX512-BF16 or AMX)
+        "fast_bf16": cpu_has_fast_bf16(),  # bf16 beats float32 here: what `dtype: auto` loads
     }
 
 

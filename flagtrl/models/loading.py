@@ -31,7 +31,7 @@ def flagtrl_cache_dir() -> Path:
 
 
 def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str:
-    """`"auto"`/`None` → on CPU bfloat16 where it beats float32 (AMX; else float32); the checkpoint's dtype on GPU."""
+    """`"auto"`/`None` → on CPU bfloat16 where it beats float32 (AMX, AMD AVX512-BF16; else float32); the checkpoint's dtype on GPU."""
     if dtype in (None, "auto"):
         if torch.cuda.is_available():
             return "auto"
@@ -139,7 +139,7 @@ def load_backbone(
     Args:
         model_name_or_path (`str`): Hub id or local folder.
         revision (`str`, *optional*): Hub revision.
-        dtype (`torch.dtype` or `str`, *optional*): Weights dtype (auto: bfloat16 on AMX CPUs, else float32; the checkpoint's on GPU).
+        dtype (`torch.dtype` or `str`, *optional*): Weights dtype (auto: bfloat16 on AMX and AMD AVX512-BF16 CPUs, else float32; the checkpoint's on GPU).
         quantization_config (`BitsAndBytesConfig`, *optional*): 4/8-bit loading of the frozen part; the top
             `num_trainable_layers` layers and the norm are kept unquantised so that they can be trained.
         num_trainable_layers (`int`, *optional*): Needed with `quantization_config`.

@@ -115,7 +115,8 @@ class FlagPPOConfig(_BaseConfig):
     Changed defaults (vs `TrainingArguments`): `learning_rate=5e-4`, `gradient_accumulation_steps=8`,
     `max_grad_norm=0.5`, `logging_steps=1`, `gradient_checkpointing=False`, `save_steps=50`, `report_to="none"`,
     `use_cpu=None` (unset: `True` when there is no CUDA or MPS device). `bf16` left unset (TRL's default) is `True` on
-    a GPU and, on the CPU, `True` only with `use_cpu` and bf16 that beats float32 (AMX). A value set in the YAML or on the
+    a GPU and, on the CPU, `True` only with `use_cpu` and bf16 that beats float32 (AMX, AMD AVX512-BF16:
+    `flagtrl.hardware.cpu_has_fast_bf16`). A value set in the YAML or on the
     command line is never changed (with `bf16` unset, an explicit `use_cpu: false` without a GPU trains in float32 on
     the CPU).
     `llm_learning_rate` (beta) is not given in the paper; 5e-5 is our choice.
@@ -212,7 +213,7 @@ class FlagPPOConfig(_BaseConfig):
             self.use_cpu = not has_accelerator
             logger.info("use_cpu unset: use_cpu=%s (CUDA or MPS device: %s).", self.use_cpu, has_accelerator)
         if self.bf16 is None and not self.fp16 and (self.use_cpu or not has_accelerator):
-            # bf16 autocast only where it beats float32 (AMX: about 2x; slower without, `flagtrl.hardware`), and only
+            # bf16 autocast only where it beats float32 (AMX, AMD AVX512-BF16; slower on other CPUs: `flagtrl.hardware`), and only
             # with use_cpu: transformers refuses bf16 without a GPU otherwise.
             self.bf16 = self.use_cpu and cpu_has_fast_bf16()
             logger.info("bf16 unset on the CPU: bf16=%s (use_cpu=%s).", self.bf16, self.use_cpu)
