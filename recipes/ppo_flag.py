@@ -9,6 +9,7 @@ Any YAML key can be overridden on the command line (`--total_timesteps 2000`); u
 from __future__ import annotations
 
 import logging
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser
 
+from flagtrl.benchmark.provenance import machine_record
 from flagtrl.data.schema import load_market_dataset
 from flagtrl.metrics_table import format_metrics_table
 from flagtrl.strict_json import write_json
@@ -30,6 +32,27 @@ from flagtrl.trainer.ppo_flag_trainer import FlagPPOTrainer
 
 
 logger = logging.getLogger(__name__)
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory in GiB (`getrusage`: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+def run_record(training_args: FlagPPOConfig, policy, checkpoint: str | None, train_seconds: float) -> dict:
+    """What produced this run's numbers: seed, dtypes, threads, wall time and peak memory of this process (a resumed
+    run counts only its last leg: `resumed_from` says so), versions and hardware (`flagtrl.benchmark.provenance`)."""
+    return {
+        "seed": training_args.seed,
+        "dtype": str(policy.backbone.get_input_embeddings().weight.dtype).removeprefix("torch."),
+        "bf16_autocast": bool(training_args.bf16),
+        "torch_threads": torch.get_num_threads(),
+        "train_seconds": train_seconds,
+        "peak_rss_gib": peak_rss_gib(),
+        "resumed_from": checkpoint,
+        **machine_record(training_args.world_size),
+    }
 
 
 @dataclass
@@ -92,6 +115,7 @@ def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args:
             {
                 "train_seconds": train_seconds,
                 "env_steps": trainer.state.global_step * training_args.batch_size,
+                "run": run_record(training_args, policy, checkpoint, train_seconds),
                 "results": [r.to_dict() for r in results.values()],
             },
             indent=2,
@@ -108,7 +132,12 @@ def main(script_args: ScriptArguments, training_args: FlagPPOConfig, model_args:
     trainer.create_model_card(model_name=Path(training_args.output_dir).name, dataset_name=script_args.dataset_name)
     if trainer.accelerator.is_main_process:
         peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-        logger.info("Done in %.0f s%s", time.time() - started, f", peak GPU memory {peak:.2f} GiB" if peak else "")
+        logger.info(
+            "Done in %.0f s, peak RSS %.2f GiB%s",
+            time.time() - started,
+            peak_rss_gib(),
+            f", peak GPU memory {peak:.2f} GiB" if peak else "",
+        )
 
     # Push
     if training_args.push_to_hub:

@@ -368,6 +368,11 @@ def test_recipe_trains_a_lora_policy_with_use_peft(tiny_tokenizer, tmp_path, mon
     )
     assert json.loads((output_dir / ADAPTER_CONFIG_NAME).read_text())["peft_type"] == "LORA"
     assert (output_dir / HEADS_WEIGHTS_NAME).exists() and (output_dir / "backtest.json").exists()
+    run = json.loads((output_dir / "backtest.json").read_text())["run"]  # what produced the numbers
+    assert run["seed"] == 0 and run["dtype"] == "float32" and run["bf16_autocast"] is False
+    assert run["resumed_from"] is None and run["torch_threads"] >= 1 and 0.1 < run["peak_rss_gib"] < 64
+    assert run["versions"]["torch"] in torch.__version__ and run["processes"] == 1
+    assert run["hardware"]["cpu_count"] >= 1 and "fast_bf16" in run["hardware"]
     assert "PeftModel.from_pretrained" in (output_dir / "README.md").read_text()
     loaded = FlagPolicy.from_pretrained(output_dir, dtype="float32")
     assert loaded.peft_model is not None and lora_layer_indices(loaded) == {2, 3}
