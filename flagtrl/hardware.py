@@ -5,22 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _cpuinfo_lines() -> list[str]:
+    """The lines of /proc/cpuinfo (none where there is no such file)."""
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 def cpu_flags() -> set[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    return {flag for line in _cpuinfo_lines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
 
 
 def cpu_vendor() -> str:
     """The CPU's vendor string from /proc/cpuinfo (`GenuineIntel`, `AuthenticAMD`; empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("vendor_id")), "")
+    return next((line.split(":", 1)[1].strip() for line in _cpuinfo_lines() if line.startswith("vendor_id")), "")
 
 
 def cpu_has_fast_bf16(flags: set[str] | None = None, vendor: str | None = None) -> bool:
